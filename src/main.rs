@@ -1,1 +1,29 @@
-fn main() {}
+//! The `gatekeeper` binary: parse the command line and dispatch.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use gatekeeper::cli::{self, Cli, Command, KeyCommand, SecretCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file, json } => cli::check(&file, json),
+        Command::Key(KeyCommand::Generate { json }) => cli::key_generate(json),
+        Command::Secret(SecretCommand::Hash { cost }) => cli::secret_hash(cost),
+        Command::Sign(args) => cli::sign(&args),
+        Command::Healthcheck => run_async(cli::healthcheck()),
+        Command::Serve { config } => run_async(cli::serve(config)),
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => cli::fail(1, format!("cannot start the runtime: {e}")),
+    }
+}

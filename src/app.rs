@@ -1,0 +1,194 @@
+//! Building and running the service: binds both listeners (reporting the
+//! real addresses, so tests can bind port 0), starts the reloader, and stops
+//! everything on SIGTERM/SIGINT within the grace period.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{dev::ServerHandle, web, App as ActixApp, HttpServer};
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use crate::authorizer::{Authorizer, Clock, Settings};
+use crate::basic::BasicVerifier;
+use crate::config::{Config, Listen};
+use crate::core::limiter::LocalLimiter;
+use crate::core::policy::Policy;
+use crate::http::admin::{self, AdminState, ReloadStatus};
+use crate::http::authz::{self, AuthzState};
+use crate::reload::{now_rfc3339, publish_counts, Reloader};
+
+pub struct App {
+    authz: actix_web::dev::Server,
+    admin: actix_web::dev::Server,
+    reloader: Option<Reloader>,
+    config: Config,
+    /// Where `/authz` listens (a TCP address, or `unix:/path`).
+    pub authz_addr: String,
+    pub admin_addr: std::net::SocketAddr,
+}
+
+impl App {
+    pub fn build(
+        config: Config,
+        file: PathBuf,
+        policy: Policy,
+        clock: Arc<dyn Clock>,
+        metrics: PrometheusHandle,
+    ) -> anyhow::Result<App> {
+        let counts = policy.counts();
+        publish_counts(counts.routes, counts.clients);
+        let authorizer = Arc::new(Authorizer::new(
+            policy,
+            BasicVerifier::new(config.cache_ttl, config.cache_capacity),
+            LocalLimiter::new(config.limiter_capacity),
+            clock,
+            Settings {
+                allow_query_key: config.allow_query_key,
+                hmac_window_secs: config.hmac_window.as_secs(),
+            },
+        ));
+        let status = Arc::new(Mutex::new(ReloadStatus {
+            source: format!("file:{}", file.display()),
+            loaded_at: Some(now_rfc3339()),
+            ..ReloadStatus::default()
+        }));
+        let (authz, authz_addr) = authz_server(&config, authorizer.clone())?;
+        let admin_state = web::Data::new(AdminState {
+            authorizer: authorizer.clone(),
+            metrics,
+            reload: status.clone(),
+        });
+        let admin_server = HttpServer::new(move || {
+            ActixApp::new()
+                .app_data(admin_state.clone())
+                .route("/livez", web::get().to(admin::livez))
+                .route("/readyz", web::get().to(admin::readyz))
+                .route("/metrics", web::get().to(admin::metrics))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(config.admin_listen)
+        .with_context(|| {
+            format!(
+                "cannot listen on GATEKEEPER_ADMIN_LISTEN={}",
+                config.admin_listen
+            )
+        })?;
+        let admin_addr = admin_server
+            .addrs()
+            .first()
+            .copied()
+            .context("the admin listener has no address")?;
+        let reloader = Some(Reloader::new(file, authorizer, status));
+        Ok(App {
+            authz,
+            admin: admin_server.run(),
+            reloader,
+            config,
+            authz_addr,
+            admin_addr,
+        })
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains within the grace period.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let reloader = self
+            .reloader
+            .take()
+            .map(|r| tokio::spawn(r.run(self.config.reload_interval, stop_rx)));
+        let (authz_handle, admin_handle) = (self.authz.handle(), self.admin.handle());
+        let authz_task = tokio::spawn(self.authz);
+        let admin_task = tokio::spawn(self.admin);
+        wait_for_shutdown_signal().await;
+        tracing::info!(
+            grace_secs = self.config.shutdown_grace.as_secs(),
+            "shutting down"
+        );
+        let _ = stop_tx.send(true);
+        stop_servers(&authz_handle, &admin_handle).await;
+        for task in [authz_task, admin_task] {
+            task.await
+                .context("a listener task failed")?
+                .context("a listener failed")?;
+        }
+        if let Some(r) = reloader {
+            r.await.context("the reloader failed")?;
+        }
+        Ok(())
+    }
+}
+
+fn authz_server(
+    config: &Config,
+    authorizer: Arc<Authorizer>,
+) -> anyhow::Result<(actix_web::dev::Server, String)> {
+    let state = web::Data::new(AuthzState {
+        authorizer,
+        max_body: config.max_body,
+        trusted_proxies: config.trusted_proxies.clone(),
+    });
+    let mut server = HttpServer::new(move || {
+        ActixApp::new()
+            .app_data(state.clone())
+            .route("/authz", web::get().to(authz::authz))
+            .route("/authz", web::post().to(authz::authz))
+            .route("/authz", web::head().to(authz::authz))
+    })
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
+    if let Some(n) = config.workers {
+        server = server.workers(n);
+    }
+    match &config.listen {
+        Listen::Tcp(addr) => {
+            let server = server
+                .bind(addr)
+                .with_context(|| format!("cannot listen on GATEKEEPER_LISTEN={addr}"))?;
+            let bound = server
+                .addrs()
+                .first()
+                .copied()
+                .context("the authz listener has no address")?;
+            Ok((server.run(), bound.to_string()))
+        }
+        Listen::Unix(path) => {
+            // A stale socket from a previous run would make bind fail.
+            if path.exists() {
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+            }
+            let server = server.bind_uds(path).with_context(|| {
+                format!("cannot listen on GATEKEEPER_LISTEN=unix:{}", path.display())
+            })?;
+            Ok((server.run(), format!("unix:{}", path.display())))
+        }
+    }
+}
+
+async fn stop_servers(authz: &ServerHandle, admin: &ServerHandle) {
+    // /authz drains first so /readyz keeps answering while it does.
+    authz.stop(true).await;
+    admin.stop(true).await;
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            tracing::error!("cannot listen for SIGTERM/SIGINT; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

@@ -1,0 +1,243 @@
+//! The decision, end to end: the pure steps of `core::policy` strung
+//! together with the edges they need — the current policy snapshot, the
+//! Basic verifier, the nonce store and the rate limiter.
+//!
+//! This is the only place that turns a request into a `Decision`. It reads
+//! time only through the `Clock` it was given.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use crate::basic::BasicVerifier;
+use crate::core::apikey::classify;
+use crate::core::credential::{extract, HmacParams, Presented};
+use crate::core::decision::{Allow, Decision, Deny, Identity, Reason};
+use crate::core::limiter::LocalLimiter;
+use crate::core::model::{CredentialSet, Digest, MethodRule};
+use crate::core::policy::{check_presented, permit, Policy, Verified};
+use crate::core::request::{AuthRequest, Body};
+use crate::core::signature;
+use crate::nonce::{NonceOutcome, NonceStore};
+
+/// The time, injected so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    /// Wall-clock Unix seconds (key expiry, HMAC timestamps).
+    fn unix_secs(&self) -> i64;
+    /// Monotonic nanoseconds (rate limits).
+    fn mono_nanos(&self) -> u64;
+}
+
+pub struct SystemClock {
+    start: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn unix_secs(&self) -> i64 {
+        time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn mono_nanos(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+pub struct Settings {
+    pub allow_query_key: bool,
+    pub hmac_window_secs: u64,
+}
+
+pub struct Authorizer {
+    policy: ArcSwap<Policy>,
+    basic: BasicVerifier,
+    limiter: LocalLimiter,
+    nonces: NonceStore,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+}
+
+/// Bound on remembered HMAC nonces (each lives for twice the window).
+const NONCE_CAPACITY: usize = 1_000_000;
+
+impl Authorizer {
+    pub fn new(
+        policy: Policy,
+        basic: BasicVerifier,
+        limiter: LocalLimiter,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Authorizer {
+        Authorizer {
+            policy: ArcSwap::from_pointee(policy),
+            basic,
+            limiter,
+            nonces: NonceStore::new(NONCE_CAPACITY),
+            clock,
+            settings,
+        }
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Swaps in a new snapshot: every later decision sees it whole.
+    pub fn replace_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
+    pub fn basic(&self) -> &BasicVerifier {
+        &self.basic
+    }
+
+    pub async fn decide(&self, req: &AuthRequest<'_>) -> Decision {
+        let policy = self.policy.load_full();
+        let target = match policy.target(req.host.as_deref(), &req.uri.path, &req.method) {
+            Ok(target) => target,
+            Err(deny) => return Decision::Deny(deny),
+        };
+        let route = target.route;
+        let accepts = match target.rule {
+            MethodRule::Public => {
+                return Decision::Allow(Allow {
+                    route_id: route.id.clone(),
+                    identity: None,
+                    rate: None,
+                })
+            }
+            MethodRule::Credentials(accepts) => accepts,
+        };
+        let deny = |reason: Reason| Deny::new(reason).on_route(&route.id).accepting(accepts);
+        let who = match self.authenticate(&policy, accepts, req).await {
+            Ok(who) => who,
+            Err(reason) => return Decision::Deny(deny(reason)),
+        };
+        let identity = identity_of(&who);
+        let with_identity = |mut d: Deny| {
+            d.client_id = Some(identity.client_id.clone());
+            d.key_id = identity.key_id.clone();
+            Decision::Deny(d)
+        };
+        let now = self.clock.unix_secs();
+        let charges = match permit(who, route, &req.method, &req.uri.path, &req.body, now) {
+            Ok(charges) => charges,
+            Err(reason) => return with_identity(deny(reason)),
+        };
+        match self
+            .limiter
+            .check_and_charge(&charges, self.clock.mono_nanos())
+        {
+            Ok(rate) => Decision::Allow(Allow {
+                route_id: route.id.clone(),
+                identity: Some(identity),
+                rate,
+            }),
+            Err(limited) => {
+                let mut d = deny(Reason::RateLimited);
+                d.retry_after = Some(limited.retry_after_secs.max(1));
+                d.rate = Some(limited.info);
+                with_identity(d)
+            }
+        }
+    }
+
+    /// Steps 2 and 3: the presented credential, of an accepted type, verified.
+    async fn authenticate<'p>(
+        &self,
+        policy: &'p Policy,
+        accepts: CredentialSet,
+        req: &AuthRequest<'_>,
+    ) -> Result<Verified<'p>, Reason> {
+        let presented = extract(&req.credentials, self.settings.allow_query_key);
+        check_presented(accepts, &presented)?;
+        match &presented {
+            Presented::ApiKey(key) => {
+                classify(key).map_err(|_| Reason::InvalidCredentials)?;
+                policy
+                    .key(&Digest::of(key.as_bytes()))
+                    .ok_or(Reason::InvalidCredentials)
+            }
+            Presented::Basic { client_id, secret } => {
+                let client = policy.client(client_id).ok_or(Reason::InvalidCredentials)?;
+                let hash = client
+                    .client
+                    .secret_hash
+                    .as_ref()
+                    .ok_or(Reason::InvalidCredentials)?;
+                match self.basic.verify(client_id, secret, hash).await {
+                    Ok(true) => Ok(Verified { client, key: None }),
+                    Ok(false) => Err(Reason::InvalidCredentials),
+                    Err(_) => Err(Reason::StoreUnavailable),
+                }
+            }
+            Presented::Hmac(params) => self.verify_hmac(policy, params, req),
+            Presented::None | Presented::Invalid(_) => Err(Reason::InvalidCredentials),
+        }
+    }
+
+    /// DESIGN §11 order: body → timestamp window → secret and signature →
+    /// replay. A nonce is remembered only after a valid signature.
+    fn verify_hmac<'p>(
+        &self,
+        policy: &'p Policy,
+        p: &HmacParams,
+        req: &AuthRequest<'_>,
+    ) -> Result<Verified<'p>, Reason> {
+        let body: &[u8] = match req.body {
+            Body::Forwarded(bytes) => bytes,
+            Body::NotForwarded { announced: true } => return Err(Reason::BodyRequired),
+            Body::NotForwarded { announced: false } => b"",
+        };
+        let now = self.clock.unix_secs();
+        let window = self.settings.hmac_window_secs;
+        if !signature::within_window(p.timestamp, now, window) {
+            return Err(Reason::StaleSignature);
+        }
+        let client = policy
+            .client(&p.client_id)
+            .ok_or(Reason::InvalidCredentials)?;
+        let secret = client
+            .client
+            .hmac_secret
+            .as_ref()
+            .ok_or(Reason::InvalidCredentials)?;
+        let method = req.method.as_str();
+        if !signature::verify(
+            secret.expose(),
+            &p.signature,
+            method,
+            &req.uri.raw_path,
+            p.timestamp,
+            &p.nonce,
+            body,
+        ) {
+            return Err(Reason::InvalidCredentials);
+        }
+        // Remember the nonce until the timestamp can no longer be fresh.
+        let until = p
+            .timestamp
+            .saturating_add(i64::try_from(window).unwrap_or(i64::MAX));
+        match self.nonces.insert_once(&p.client_id, &p.nonce, now, until) {
+            NonceOutcome::Fresh => Ok(Verified { client, key: None }),
+            NonceOutcome::Replayed => Err(Reason::ReplayedRequest),
+            NonceOutcome::Full => Err(Reason::StoreUnavailable),
+        }
+    }
+}
+
+fn identity_of(who: &Verified<'_>) -> Identity {
+    Identity {
+        client_id: who.client.client.id.clone(),
+        client_name: who.client.client.name.clone(),
+        key_id: who.key.map(|k| k.id.clone()),
+    }
+}

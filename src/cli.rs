@@ -1,0 +1,296 @@
+//! The command line (DESIGN §7): `serve`, `check`, `healthcheck`, `key
+//! generate`, `secret hash`, `sign`. Each command is a small function that
+//! returns an exit code; `main` only dispatches.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::authorizer::SystemClock;
+use crate::config::{Config, SETTINGS};
+use crate::core::{apikey, signature};
+use crate::file::Summary;
+
+/// Invalid environment or flags.
+pub const EXIT_CONFIG: u8 = 64;
+/// Invalid declarative file.
+pub const EXIT_DATA: u8 = 65;
+
+#[derive(Parser)]
+#[command(
+    name = "gatekeeper",
+    version,
+    about = "The authorization decision service for nginx auth_request"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve /authz and the admin endpoints.
+    #[command(after_help = settings_help())]
+    Serve {
+        /// The declarative file (DB-less mode); overrides GATEKEEPER_CONFIG.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a declarative file and print a summary.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 when the local service answers /readyz (GATEKEEPER_ADMIN_LISTEN).
+    Healthcheck,
+    /// API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Client secrets.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Print an `Authorization: HMAC …` header for a request (client side).
+    Sign(SignArgs),
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Print a new key (shown once) and the line to paste into the file.
+    Generate {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretCommand {
+    /// Read a secret from standard input and print its bcrypt hash.
+    Hash {
+        #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    #[arg(long)]
+    client: String,
+    /// File holding the shared secret (one trailing newline is ignored).
+    #[arg(long)]
+    secret_file: PathBuf,
+    #[arg(long)]
+    method: String,
+    /// The raw path as sent, without the query.
+    #[arg(long)]
+    path: String,
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// Unix seconds; defaults to now.
+    #[arg(long)]
+    timestamp: Option<i64>,
+    /// Defaults to a random one.
+    #[arg(long)]
+    nonce: Option<String>,
+}
+
+fn settings_help() -> String {
+    let mut s = String::from("Environment:\n");
+    for (name, what) in SETTINGS {
+        s.push_str(&format!("  {name:<30} {what}\n"));
+    }
+    s
+}
+
+pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("gatekeeper: {message}");
+    ExitCode::from(code)
+}
+
+pub fn check(file: &Path, json: bool) -> ExitCode {
+    let result = crate::file::load(file)
+        .map_err(|e| e.to_string())
+        .and_then(|doc| {
+            let summary = Summary::of(&doc);
+            crate::core::policy::Policy::build(doc)
+                .map(|_| summary)
+                .map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(summary) if json => {
+            let out = serde_json::json!({"valid": true, "routes": summary.routes, "clients": summary.clients, "keys": summary.keys, "grants": summary.grants});
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Ok(summary) => {
+            println!("{}: valid ({summary})", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => fail(
+            EXIT_DATA,
+            format!("{} is invalid:\n{errors}", file.display()),
+        ),
+    }
+}
+
+pub fn key_generate(json: bool) -> ExitCode {
+    let key = match apikey::generate() {
+        Ok(key) => key,
+        Err(e) => return fail(1, e),
+    };
+    if json {
+        let out = serde_json::json!({"key": key.key.expose(), "id": key.public_id, "digest": key.digest.to_string()});
+        println!("{out}");
+    } else {
+        println!("key:    {}", key.key.expose());
+        println!("        (shown once: give it to the client now; only its digest is stored)");
+        println!();
+        println!("[[client.key]]");
+        println!("id = \"{}\"", key.public_id);
+        println!("digest = \"{}\"", key.digest);
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn secret_hash(cost: u32) -> ExitCode {
+    let mut secret = String::new();
+    if std::io::stdin().read_to_string(&mut secret).is_err() {
+        return fail(EXIT_CONFIG, "cannot read the secret from standard input");
+    }
+    let secret = secret
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&secret);
+    if secret.is_empty() {
+        return fail(EXIT_CONFIG, "the secret on standard input is empty");
+    }
+    match bcrypt::hash(secret, cost) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, e),
+    }
+}
+
+pub fn sign(args: &SignArgs) -> ExitCode {
+    let secret = match std::fs::read(&args.secret_file) {
+        Ok(mut s) => {
+            for end in [b'\n', b'\r'] {
+                if s.last() == Some(&end) {
+                    s.pop();
+                }
+            }
+            s
+        }
+        Err(e) => {
+            return fail(
+                EXIT_CONFIG,
+                format!("--secret-file {}: {e}", args.secret_file.display()),
+            )
+        }
+    };
+    let body = match &args.body_file {
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => return fail(EXIT_CONFIG, format!("--body-file {}: {e}", p.display())),
+        },
+        None => Vec::new(),
+    };
+    let timestamp = args
+        .timestamp
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
+    let nonce = match &args.nonce {
+        Some(n) => n.clone(),
+        None => {
+            let mut b = [0u8; 16];
+            if getrandom::getrandom(&mut b).is_err() {
+                return fail(1, "no randomness for a nonce");
+            }
+            hex::encode(b)
+        }
+    };
+    let sig = signature::sign(&secret, &args.method, &args.path, timestamp, &nonce, &body);
+    println!(
+        "Authorization: HMAC client_id=\"{}\",timestamp=\"{timestamp}\",nonce=\"{nonce}\",signature=\"{sig}\"",
+        args.client
+    );
+    ExitCode::SUCCESS
+}
+
+/// `GET /readyz` on the admin listener, bounded in time.
+pub async fn healthcheck() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    match tokio::time::timeout(Duration::from_secs(3), probe(config.admin_listen)).await {
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => fail(1, "not ready"),
+        Ok(Err(e)) => fail(1, format!("cannot reach {}: {e}", config.admin_listen)),
+        Err(_) => fail(
+            1,
+            format!("{} did not answer within 3 s", config.admin_listen),
+        ),
+    }
+}
+
+async fn probe(addr: std::net::SocketAddr) -> std::io::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await?;
+    Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+}
+
+pub async fn serve(config_flag: Option<PathBuf>) -> ExitCode {
+    let mut config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    if config_flag.is_some() {
+        config.file = config_flag;
+    }
+    let Some(file) = config.file.clone() else {
+        return fail(EXIT_CONFIG, "GATEKEEPER_CONFIG: set it (or --config) to the declarative file; DB-less mode needs one");
+    };
+    crate::logging::init(config.log_format, &config.log_level);
+    let policy = match crate::reload::load_policy(&file) {
+        Ok(p) => p,
+        Err(errors) => {
+            return fail(
+                EXIT_DATA,
+                format!("{} is invalid:\n{errors}", file.display()),
+            )
+        }
+    };
+    let metrics = match crate::metrics::install() {
+        Ok(m) => m,
+        Err(e) => return fail(1, format!("cannot set up metrics: {e}")),
+    };
+    let app = match crate::app::App::build(
+        config,
+        file.clone(),
+        policy,
+        Arc::new(SystemClock::default()),
+        metrics,
+    ) {
+        Ok(app) => app,
+        Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
+    };
+    tracing::info!(authz = %app.authz_addr, admin = %app.admin_addr, file = %file.display(), "listening");
+    let _ = std::io::stdout().flush();
+    match app.run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, format!("{e:#}")),
+    }
+}

@@ -1,0 +1,433 @@
+//! The one typed configuration, read once at start-up from `GATEKEEPER_*`
+//! environment variables (and `*_FILE` variants for secrets).
+//!
+//! Parsing works on a plain map so tests never touch the process
+//! environment. A bad value names the setting — never a secret's value — and
+//! the binary exits with code 64.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7843";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7844";
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
+pub const DEFAULT_LIMITER_CAPACITY: usize = 1_000_000;
+pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_HMAC_WINDOW: Duration = Duration::from_secs(300);
+pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.0/8,::1/128";
+
+/// Every setting `serve` reads, with a one-line description: `serve --help`
+/// prints this table, so it is the reference.
+pub const SETTINGS: &[(&str, &str)] = &[
+    (
+        "GATEKEEPER_CONFIG",
+        "declarative file for DB-less mode (same as --config)",
+    ),
+    (
+        "GATEKEEPER_LISTEN",
+        "address for /authz: host:port or unix:/path.sock [127.0.0.1:7843]",
+    ),
+    (
+        "GATEKEEPER_ADMIN_LISTEN",
+        "address for /livez, /readyz, /metrics [127.0.0.1:7844]",
+    ),
+    (
+        "GATEKEEPER_ALLOW_QUERY_KEY",
+        "accept ?api_key= (lands in access logs) [false]",
+    ),
+    (
+        "GATEKEEPER_TRUSTED_PROXIES",
+        "CIDRs whose X-Real-IP is believed [127.0.0.0/8,::1/128]",
+    ),
+    (
+        "GATEKEEPER_CACHE_TTL",
+        "lifetime of a verified credential in the in-process cache [30s]",
+    ),
+    (
+        "GATEKEEPER_CACHE_CAPACITY",
+        "entries in the in-process credential cache [100000]",
+    ),
+    (
+        "GATEKEEPER_LIMITER_CAPACITY",
+        "rate-limit states kept in process [1000000]",
+    ),
+    (
+        "GATEKEEPER_MAX_BODY",
+        "largest forwarded body /authz reads, in bytes [8388608]",
+    ),
+    (
+        "GATEKEEPER_HMAC_WINDOW",
+        "accepted clock skew of HMAC timestamps [300s]",
+    ),
+    (
+        "GATEKEEPER_RELOAD_INTERVAL",
+        "how often the declarative file is checked for changes [1s]",
+    ),
+    (
+        "GATEKEEPER_SHUTDOWN_GRACE",
+        "time in-flight requests get on SIGTERM [10s]",
+    ),
+    ("GATEKEEPER_WORKERS", "HTTP worker threads [number of CPUs]"),
+    (
+        "GATEKEEPER_LOG_FORMAT",
+        "json | pretty [json; pretty on a terminal]",
+    ),
+    (
+        "GATEKEEPER_LOG_LEVEL",
+        "error | warn | info | debug | trace, or a tracing filter [info]",
+    ),
+    (
+        "GATEKEEPER_DATABASE_URL",
+        "PostgreSQL mode (not available in this build yet)",
+    ),
+    (
+        "GATEKEEPER_REDIS_URL",
+        "shared rate limits and caches (not available in this build yet)",
+    ),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// A CIDR block, for trusted proxies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (s.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 peers (`::ffff:127.0.0.1`) compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    (a[full] & mask) == (b[full] & mask)
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub file: Option<PathBuf>,
+    pub listen: Listen,
+    pub admin_listen: SocketAddr,
+    pub allow_query_key: bool,
+    pub trusted_proxies: Vec<Cidr>,
+    pub cache_ttl: Duration,
+    pub cache_capacity: usize,
+    pub limiter_capacity: usize,
+    pub max_body: usize,
+    pub hmac_window: Duration,
+    pub reload_interval: Duration,
+    pub shutdown_grace: Duration,
+    pub workers: Option<usize>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: String,
+}
+
+/// A setting with a bad value. Never carries the value of a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn err(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        for name in ["GATEKEEPER_DATABASE_URL", "GATEKEEPER_REDIS_URL"] {
+            if get(name).is_some() {
+                return Err(ConfigError {
+                    setting: if name.ends_with("DATABASE_URL") {
+                        "GATEKEEPER_DATABASE_URL"
+                    } else {
+                        "GATEKEEPER_REDIS_URL"
+                    },
+                    problem: "this build supports only the DB-less file mode so far".into(),
+                });
+            }
+        }
+        Ok(Config {
+            file: get("GATEKEEPER_CONFIG").map(PathBuf::from),
+            listen: parse_listen(get("GATEKEEPER_LISTEN").unwrap_or(DEFAULT_LISTEN))?,
+            admin_listen: get("GATEKEEPER_ADMIN_LISTEN")
+                .unwrap_or(DEFAULT_ADMIN_LISTEN)
+                .parse()
+                .map_err(|_| err("GATEKEEPER_ADMIN_LISTEN", "expected host:port"))?,
+            allow_query_key: parse_bool(
+                "GATEKEEPER_ALLOW_QUERY_KEY",
+                get("GATEKEEPER_ALLOW_QUERY_KEY"),
+            )?,
+            trusted_proxies: parse_cidrs(
+                get("GATEKEEPER_TRUSTED_PROXIES").unwrap_or(DEFAULT_TRUSTED_PROXIES),
+            )?,
+            cache_ttl: duration(
+                "GATEKEEPER_CACHE_TTL",
+                get("GATEKEEPER_CACHE_TTL"),
+                DEFAULT_CACHE_TTL,
+            )?,
+            cache_capacity: count(
+                "GATEKEEPER_CACHE_CAPACITY",
+                get("GATEKEEPER_CACHE_CAPACITY"),
+                DEFAULT_CACHE_CAPACITY,
+            )?,
+            limiter_capacity: count(
+                "GATEKEEPER_LIMITER_CAPACITY",
+                get("GATEKEEPER_LIMITER_CAPACITY"),
+                DEFAULT_LIMITER_CAPACITY,
+            )?,
+            max_body: count(
+                "GATEKEEPER_MAX_BODY",
+                get("GATEKEEPER_MAX_BODY"),
+                DEFAULT_MAX_BODY,
+            )?,
+            hmac_window: duration(
+                "GATEKEEPER_HMAC_WINDOW",
+                get("GATEKEEPER_HMAC_WINDOW"),
+                DEFAULT_HMAC_WINDOW,
+            )?,
+            reload_interval: duration(
+                "GATEKEEPER_RELOAD_INTERVAL",
+                get("GATEKEEPER_RELOAD_INTERVAL"),
+                DEFAULT_RELOAD_INTERVAL,
+            )?,
+            shutdown_grace: duration(
+                "GATEKEEPER_SHUTDOWN_GRACE",
+                get("GATEKEEPER_SHUTDOWN_GRACE"),
+                DEFAULT_SHUTDOWN_GRACE,
+            )?,
+            workers: get("GATEKEEPER_WORKERS")
+                .map(|v| count("GATEKEEPER_WORKERS", Some(v), 1))
+                .transpose()?,
+            log_format: get("GATEKEEPER_LOG_FORMAT")
+                .map(parse_log_format)
+                .transpose()?,
+            log_level: get("GATEKEEPER_LOG_LEVEL").unwrap_or("info").to_owned(),
+        })
+    }
+}
+
+fn parse_listen(s: &str) -> Result<Listen, ConfigError> {
+    if let Some(path) = s.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(err("GATEKEEPER_LISTEN", "unix: needs a socket path"));
+        }
+        return Ok(Listen::Unix(PathBuf::from(path)));
+    }
+    s.parse()
+        .map(Listen::Tcp)
+        .map_err(|_| err("GATEKEEPER_LISTEN", "expected host:port or unix:/path.sock"))
+}
+
+fn parse_bool(setting: &'static str, v: Option<&str>) -> Result<bool, ConfigError> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("false" | "0" | "no" | "off") => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some(_) => Err(err(setting, "expected true or false")),
+    }
+}
+
+fn parse_cidrs(s: &str) -> Result<Vec<Cidr>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            Cidr::parse(p).ok_or_else(|| {
+                err(
+                    "GATEKEEPER_TRUSTED_PROXIES",
+                    format!("`{p}` is not an address or CIDR"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn count(setting: &'static str, v: Option<&str>, default: usize) -> Result<usize, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| err(setting, "expected a positive whole number")),
+    }
+}
+
+fn duration(
+    setting: &'static str,
+    v: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(v) => parse_duration(v)
+            .ok_or_else(|| err(setting, "expected a duration such as 250ms, 30s, 5m or 1h")),
+    }
+}
+
+/// `250ms`, `30s`, `5m`, `1h`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    };
+    (!d.is_zero()).then_some(d)
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, ConfigError> {
+    match s {
+        "json" => Ok(LogFormat::Json),
+        "pretty" => Ok(LogFormat::Pretty),
+        _ => Err(err("GATEKEEPER_LOG_FORMAT", "expected json or pretty")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = Config::from_map(&env(&[])).unwrap();
+        assert_eq!(c.listen, Listen::Tcp("127.0.0.1:7843".parse().unwrap()));
+        assert_eq!(c.admin_listen, "127.0.0.1:7844".parse().unwrap());
+        assert!(!c.allow_query_key);
+        assert_eq!(c.cache_ttl, DEFAULT_CACHE_TTL);
+        assert!(c
+            .trusted_proxies
+            .iter()
+            .any(|p| p.contains("127.0.0.1".parse().unwrap())));
+        assert!(c
+            .trusted_proxies
+            .iter()
+            .any(|p| p.contains("::1".parse().unwrap())));
+        assert!(!c
+            .trusted_proxies
+            .iter()
+            .any(|p| p.contains("10.0.0.1".parse().unwrap())));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting() {
+        let cases = [
+            ("GATEKEEPER_LISTEN", "nowhere"),
+            ("GATEKEEPER_ADMIN_LISTEN", "unix:/x"),
+            ("GATEKEEPER_ALLOW_QUERY_KEY", "maybe"),
+            ("GATEKEEPER_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("GATEKEEPER_CACHE_TTL", "30 parsecs"),
+            ("GATEKEEPER_CACHE_CAPACITY", "-1"),
+            ("GATEKEEPER_WORKERS", "0"),
+            ("GATEKEEPER_LOG_FORMAT", "xml"),
+            ("GATEKEEPER_DATABASE_URL", "postgres://user:hunter2@db/x"),
+        ];
+        for (setting, value) in cases {
+            let e = Config::from_map(&env(&[(setting, value)])).unwrap_err();
+            assert_eq!(e.setting, setting);
+            assert!(!e.to_string().contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn unix_listeners_and_durations_parse() {
+        let c = Config::from_map(&env(&[
+            ("GATEKEEPER_LISTEN", "unix:/run/gk.sock"),
+            ("GATEKEEPER_CACHE_TTL", "250ms"),
+            ("GATEKEEPER_ALLOW_QUERY_KEY", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(c.listen, Listen::Unix("/run/gk.sock".into()));
+        assert_eq!(c.cache_ttl, Duration::from_millis(250));
+        assert!(c.allow_query_key);
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("0s"), None);
+    }
+
+    #[test]
+    fn cidrs_match_by_prefix_and_mapped_v4() {
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        assert!(Cidr::parse("10.1.0.0/12")
+            .unwrap()
+            .contains("10.15.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert_eq!(Cidr::parse("nonsense"), None);
+    }
+}

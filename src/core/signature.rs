@@ -1,0 +1,136 @@
+//! The API Gatekeeper HMAC scheme (DESIGN §5): what is signed, the time
+//! window, and a constant-time check of the signature. Pure; the nonce store
+//! and the secret look-up live at the edges.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// `METHOD\npath\ntimestamp\nnonce\nbody`, keyed with the shared secret.
+fn mac(
+    secret: &[u8],
+    method: &str,
+    raw_path: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &[u8],
+) -> HmacSha256 {
+    // HMAC accepts keys of any length; this cannot fail.
+    let mut mac = match HmacSha256::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    for part in [
+        method.as_bytes(),
+        raw_path.as_bytes(),
+        timestamp.to_string().as_bytes(),
+        nonce.as_bytes(),
+    ] {
+        mac.update(part);
+        mac.update(b"\n");
+    }
+    mac.update(body);
+    mac
+}
+
+/// The signature a client computes, as lower-case hex (the CLI signer).
+pub fn sign(
+    secret: &[u8],
+    method: &str,
+    raw_path: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &[u8],
+) -> String {
+    hex::encode(
+        mac(secret, method, raw_path, timestamp, nonce, body)
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+/// Constant-time comparison of the presented signature.
+pub fn verify(
+    secret: &[u8],
+    signature: &[u8; 32],
+    method: &str,
+    raw_path: &str,
+    timestamp: i64,
+    nonce: &str,
+    body: &[u8],
+) -> bool {
+    mac(secret, method, raw_path, timestamp, nonce, body)
+        .verify_slice(signature)
+        .is_ok()
+}
+
+/// |now − timestamp| ≤ window.
+pub fn within_window(timestamp: i64, now: i64, window_secs: u64) -> bool {
+    now.abs_diff(timestamp) <= window_secs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_verifies_and_any_change_breaks_it() {
+        let s = sign(b"secret", "POST", "/v1/chat", 1_700_000_000, "n1", b"{}");
+        let mut sig = [0u8; 32];
+        hex::decode_to_slice(&s, &mut sig).unwrap();
+        assert!(verify(
+            b"secret",
+            &sig,
+            "POST",
+            "/v1/chat",
+            1_700_000_000,
+            "n1",
+            b"{}"
+        ));
+        assert!(!verify(
+            b"secret",
+            &sig,
+            "POST",
+            "/v1/chat",
+            1_700_000_000,
+            "n1",
+            b"{ }"
+        ));
+        assert!(!verify(
+            b"secreT",
+            &sig,
+            "POST",
+            "/v1/chat",
+            1_700_000_000,
+            "n1",
+            b"{}"
+        ));
+        assert!(!verify(
+            b"secret",
+            &sig,
+            "GET",
+            "/v1/chat",
+            1_700_000_000,
+            "n1",
+            b"{}"
+        ));
+        assert!(!verify(
+            b"secret",
+            &sig,
+            "POST",
+            "/v1/chat",
+            1_700_000_001,
+            "n1",
+            b"{}"
+        ));
+    }
+
+    #[test]
+    fn the_window_is_inclusive() {
+        assert!(within_window(1000, 1300, 300));
+        assert!(within_window(1300, 1000, 300));
+        assert!(!within_window(1000, 1301, 300));
+        assert!(!within_window(i64::MIN, i64::MAX, 300));
+    }
+}

@@ -1,0 +1,81 @@
+//! Metric names, descriptions and buckets, in one place (DESIGN §7). Labels
+//! come from bounded sets only: decision, reason, route id, cache layer,
+//! result. Never a path, a key or a client secret.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::core::decision::Decision;
+
+pub const DECISIONS: &str = "gatekeeper_decisions_total";
+pub const DECISION_DURATION: &str = "gatekeeper_decision_duration_seconds";
+pub const CACHE_HITS: &str = "gatekeeper_cache_hits_total";
+pub const CACHE_MISSES: &str = "gatekeeper_cache_misses_total";
+pub const BCRYPT_VERIFICATIONS: &str = "gatekeeper_bcrypt_verifications_total";
+pub const RATE_LIMITED: &str = "gatekeeper_rate_limit_rejections_total";
+pub const RELOADS: &str = "gatekeeper_config_reloads_total";
+pub const ROUTES: &str = "gatekeeper_routes";
+pub const CLIENTS: &str = "gatekeeper_clients";
+pub const BUILD_INFO: &str = "gatekeeper_build_info";
+
+/// Explicit buckets from 10 µs: a decision normally takes microseconds.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Route label when no route matched.
+pub const NO_ROUTE: &str = "none";
+
+/// Installs the global Prometheus recorder and describes every metric.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(DECISION_DURATION.to_owned()),
+            DURATION_BUCKETS,
+        )?
+        .install_recorder()?;
+    describe();
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(DECISIONS, "Decisions by outcome, reason and route.");
+    describe_histogram!(
+        DECISION_DURATION,
+        Unit::Seconds,
+        "Time to decide, from parsed request to answer."
+    );
+    describe_counter!(CACHE_HITS, "Credential cache hits by layer.");
+    describe_counter!(CACHE_MISSES, "Credential cache misses by layer.");
+    describe_counter!(
+        BCRYPT_VERIFICATIONS,
+        "bcrypt computations run for Basic credentials."
+    );
+    describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by route.");
+    describe_counter!(RELOADS, "Policy reloads by result (ok, rejected).");
+    describe_gauge!(ROUTES, "Routes in the serving policy.");
+    describe_gauge!(CLIENTS, "Clients in the serving policy.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which build runs."
+    );
+}
+
+/// Counts one decision and its duration.
+pub fn record_decision(decision: &Decision, seconds: f64) {
+    let (outcome, reason) = (
+        if decision.is_allow() { "allow" } else { "deny" },
+        decision.reason().as_str(),
+    );
+    let route = decision
+        .route_id()
+        .map_or(NO_ROUTE.to_owned(), |r| r.to_string());
+    if reason == "rate_limited" {
+        metrics::counter!(RATE_LIMITED, "route" => route.clone()).increment(1);
+    }
+    metrics::counter!(DECISIONS, "decision" => outcome, "reason" => reason, "route" => route)
+        .increment(1);
+    metrics::histogram!(DECISION_DURATION).record(seconds);
+}

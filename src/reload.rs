@@ -1,0 +1,150 @@
+//! Keeping the policy current in DB-less mode: reload the declarative file on
+//! SIGHUP and when it changes on disk. A file that does not validate is
+//! rejected with a log line and a metric, and the last good policy keeps
+//! serving (DESIGN §2).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
+
+use crate::authorizer::Authorizer;
+use crate::core::policy::Policy;
+use crate::http::admin::ReloadStatus;
+use crate::metrics::{CLIENTS, RELOADS, ROUTES};
+
+/// Loads and validates a file into a policy; the message names the place.
+pub fn load_policy(path: &Path) -> Result<Policy, String> {
+    let doc = crate::file::load(path).map_err(|e| e.to_string())?;
+    Policy::build(doc).map_err(|e| e.to_string())
+}
+
+/// What identifies a version of the file: cheap metadata first, then the
+/// content digest (an editor may rewrite a file without changing its size
+/// within one mtime tick).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Version {
+    modified: Option<SystemTime>,
+    len: u64,
+    digest: [u8; 32],
+}
+
+fn version_of(path: &Path) -> Option<Version> {
+    let meta = std::fs::metadata(path).ok()?;
+    let bytes = std::fs::read(path).ok()?;
+    Some(Version {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        digest: Sha256::digest(&bytes).into(),
+    })
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    authorizer: Arc<Authorizer>,
+    status: Arc<Mutex<ReloadStatus>>,
+    seen: Option<Version>,
+}
+
+impl Reloader {
+    pub fn new(
+        path: PathBuf,
+        authorizer: Arc<Authorizer>,
+        status: Arc<Mutex<ReloadStatus>>,
+    ) -> Reloader {
+        let seen = version_of(&path);
+        Reloader {
+            path,
+            authorizer,
+            status,
+            seen,
+        }
+    }
+
+    /// Runs until `stop` flips: reloads on SIGHUP, and when the file changed.
+    pub async fn run(mut self, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file change only");
+                None
+            }
+        };
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = recv_hangup(&mut hangup) => self.reload("sighup"),
+                _ = tick.tick() => self.reload_if_changed(),
+            }
+        }
+    }
+
+    fn reload_if_changed(&mut self) {
+        let now = version_of(&self.path);
+        if now.is_some() && now != self.seen {
+            self.reload("file_change");
+        }
+    }
+
+    pub fn reload(&mut self, trigger: &'static str) {
+        self.seen = version_of(&self.path);
+        match load_policy(&self.path) {
+            Ok(policy) => {
+                let counts = policy.counts();
+                self.authorizer.replace_policy(policy);
+                publish_counts(counts.routes, counts.clients);
+                metrics::counter!(RELOADS, "result" => "ok").increment(1);
+                tracing::info!(
+                    trigger,
+                    routes = counts.routes,
+                    clients = counts.clients,
+                    "policy reloaded"
+                );
+                self.update(|s| {
+                    s.reloads += 1;
+                    s.loaded_at = Some(now_rfc3339());
+                    s.last_error = None;
+                });
+            }
+            Err(error) => {
+                metrics::counter!(RELOADS, "result" => "rejected").increment(1);
+                tracing::error!(trigger, %error, "new policy rejected; the last good one keeps serving");
+                self.update(|s| {
+                    s.rejected += 1;
+                    s.last_error = Some(error);
+                });
+            }
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ReloadStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+}
+
+async fn recv_hangup(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+pub fn publish_counts(routes: usize, clients: usize) {
+    metrics::gauge!(ROUTES).set(routes as f64);
+    metrics::gauge!(CLIENTS).set(clients as f64);
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
