@@ -241,3 +241,7 @@ fn identity_of(who: &Verified<'_>) -> Identity {
         key_id: who.key.map(|k| k.id.clone()),
     }
 }
+
+#[cfg(test)]
+#[path = "authorizer_tests.rs"]
+mod tests;

@@ -1,0 +1,211 @@
+//! Whole decisions, in process, with a clock the test moves.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::core::decision::Reason;
+use crate::core::request::RawRequest;
+
+const NOW: i64 = 1_800_000_000;
+const KEY: &str = "legacy-key-for-tests";
+
+struct FixedClock(AtomicI64);
+
+impl Clock for FixedClock {
+    fn unix_secs(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    fn mono_nanos(&self) -> u64 {
+        u64::try_from(self.0.load(Ordering::SeqCst)).unwrap_or(0) * 1_000_000_000
+    }
+}
+
+fn file() -> String {
+    format!(
+        r#"
+[[route]]
+id = "chat"
+domain = "*"
+path = "/v1/*"
+service = "openai"
+[route.methods]
+POST = ["api_key", "hmac"]
+GET = ["hmac"]
+
+[[client]]
+id = "c1"
+name = "Client one"
+hmac_secret = {{ env = "SECRET" }}
+[[client.key]]
+id = "k1"
+digest = "{digest}"
+expires_at = "2030-01-01T00:00:00Z"
+
+[[grant]]
+client = "c1"
+route = "chat"
+methods = ["POST", "GET"]
+models = ["llama3*"]
+"#,
+        digest = Digest::of(KEY.as_bytes())
+    )
+}
+
+fn authorizer(clock: Arc<FixedClock>) -> Authorizer {
+    let env = |name: &str| (name == "SECRET").then(|| "s3cret".to_owned());
+    let doc = crate::file::parse_document(&file(), &env, Path::new(".")).unwrap();
+    Authorizer::new(
+        Policy::build(doc).unwrap(),
+        BasicVerifier::new(Duration::from_secs(30), 10),
+        LocalLimiter::new(100),
+        clock,
+        Settings {
+            allow_query_key: false,
+            hmac_window_secs: 300,
+        },
+    )
+}
+
+fn setup() -> (Arc<FixedClock>, Authorizer) {
+    let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
+    (clock.clone(), authorizer(clock))
+}
+
+async fn decide(
+    a: &Authorizer,
+    method: &str,
+    uri: &str,
+    auth: &str,
+    body: Option<&[u8]>,
+    length: &str,
+) -> Decision {
+    let raw = RawRequest {
+        method: Some(method.as_bytes()),
+        uri: Some(uri.as_bytes()),
+        authorization: Some(auth.as_bytes()),
+        content_length: Some(length.as_bytes()),
+        body_marker: body.map(|_| &b"present"[..]),
+        body,
+        ..RawRequest::default()
+    };
+    match AuthRequest::parse(&raw) {
+        Ok(req) => a.decide(&req).await,
+        Err(reason) => Decision::Deny(Deny::new(reason)),
+    }
+}
+
+fn hmac(method: &str, path: &str, ts: i64, nonce: &str, body: &[u8]) -> String {
+    let sig = signature::sign(b"s3cret", method, path, ts, nonce, body);
+    format!("HMAC client_id=\"c1\", timestamp=\"{ts}\", nonce=\"{nonce}\", signature=\"{sig}\"")
+}
+
+const BODY: &[u8] = br#"{"model":"llama3:8b","messages":[]}"#;
+
+#[tokio::test]
+async fn an_api_key_is_refused_once_its_expiry_passes() {
+    let (clock, a) = setup();
+    const EXPIRY: i64 = 1_893_456_000; // 2030-01-01T00:00:00Z
+    clock.0.store(EXPIRY - 1, Ordering::SeqCst);
+    let bearer = format!("Bearer {KEY}");
+    let d = decide(&a, "POST", "/v1/chat", &bearer, Some(BODY), "36").await;
+    assert!(d.is_allow(), "{d:?}");
+    clock.0.store(EXPIRY, Ordering::SeqCst);
+    let d = decide(&a, "POST", "/v1/chat", &bearer, Some(BODY), "36").await;
+    assert_eq!(d.reason(), Reason::KeyExpired);
+}
+
+#[tokio::test]
+async fn a_signed_post_verifies_over_the_forwarded_body_once() {
+    let (_, a) = setup();
+    let auth = hmac("POST", "/v1/chat", NOW, "n-1", BODY);
+    let d = decide(&a, "POST", "/v1/chat?stream=1", &auth, Some(BODY), "36").await;
+    match &d {
+        Decision::Allow(allow) => {
+            let who = allow.identity.as_ref().unwrap();
+            assert_eq!(&*who.client_id, "c1");
+            assert_eq!(who.key_id, None);
+        }
+        other => panic!("expected an allow, got {other:?}"),
+    }
+    let again = decide(&a, "POST", "/v1/chat", &auth, Some(BODY), "36").await;
+    assert_eq!(again.reason(), Reason::ReplayedRequest);
+}
+
+#[tokio::test]
+async fn a_body_changed_after_signing_is_refused() {
+    let (_, a) = setup();
+    let auth = hmac("POST", "/v1/chat", NOW, "n-2", BODY);
+    let tampered = br#"{"model":"llama3:70b","messages":[]}"#;
+    let d = decide(&a, "POST", "/v1/chat", &auth, Some(tampered), "37").await;
+    assert_eq!(d.reason(), Reason::InvalidCredentials);
+}
+
+#[tokio::test]
+async fn a_signed_post_whose_body_was_not_forwarded_is_body_required() {
+    let (_, a) = setup();
+    let auth = hmac("POST", "/v1/chat", NOW, "n-3", BODY);
+    let d = decide(&a, "POST", "/v1/chat", &auth, None, "36").await;
+    assert_eq!(d.reason(), Reason::BodyRequired);
+    assert_eq!(d.reason().client_status(), 400);
+}
+
+#[tokio::test]
+async fn the_timestamp_window_is_299_in_and_301_out() {
+    let (_, a) = setup();
+    for (offset, nonce, expected) in [
+        (299, "a", None),
+        (-299, "b", None),
+        (301, "c", Some(Reason::StaleSignature)),
+        (-301, "d", Some(Reason::StaleSignature)),
+    ] {
+        let auth = hmac("GET", "/v1/models", NOW + offset, nonce, b"");
+        let d = decide(&a, "GET", "/v1/models", &auth, None, "").await;
+        match expected {
+            None => assert!(d.is_allow(), "offset {offset}: {d:?}"),
+            Some(reason) => assert_eq!(d.reason(), reason, "offset {offset}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stale_replay_is_stale_not_replayed_and_a_bad_signature_stores_no_nonce() {
+    let (_, a) = setup();
+    let bad = hmac("GET", "/v1/other", NOW, "n-4", b"");
+    let d = decide(&a, "GET", "/v1/models", &bad, None, "").await;
+    assert_eq!(d.reason(), Reason::InvalidCredentials);
+    let good = hmac("GET", "/v1/models", NOW, "n-4", b"");
+    assert!(decide(&a, "GET", "/v1/models", &good, None, "")
+        .await
+        .is_allow());
+}
+
+#[tokio::test]
+async fn an_api_key_never_opens_an_hmac_only_method() {
+    let (_, a) = setup();
+    let d = decide(&a, "GET", "/v1/models", &format!("Bearer {KEY}"), None, "").await;
+    assert_eq!(d.reason(), Reason::CredentialTypeNotAllowed);
+}
+
+#[tokio::test]
+async fn model_checks_need_the_body_and_a_matching_model() {
+    let (_, a) = setup();
+    let bearer = format!("Bearer {KEY}");
+    let cases: [(Option<&[u8]>, &str, Reason); 5] = [
+        (None, "36", Reason::BodyRequired),
+        (None, "chunked", Reason::BodyRequired),
+        (
+            Some(br#"{"model":"mistral"}"#),
+            "19",
+            Reason::ModelNotAllowed,
+        ),
+        (Some(b"not json"), "8", Reason::ModelNotAllowed),
+        (Some(br#"{"messages":[]}"#), "15", Reason::ModelNotAllowed),
+    ];
+    for (body, length, reason) in cases {
+        let d = decide(&a, "POST", "/v1/chat", &bearer, body, length).await;
+        assert_eq!(d.reason(), reason, "{length}");
+    }
+}
