@@ -90,15 +90,6 @@ pub struct Verified<'p> {
 }
 
 impl Policy {
-    pub fn empty() -> Policy {
-        Policy {
-            routes: RouteTable::build(Vec::new()).unwrap_or_else(|_| unreachable_empty()),
-            clients: HashMap::new(),
-            keys: HashMap::new(),
-            counts: Counts::default(),
-        }
-    }
-
     pub fn build(doc: Document) -> Result<Policy, PolicyError> {
         let counts = Counts {
             routes: doc.routes.len(),
@@ -156,11 +147,6 @@ impl Policy {
             .ok_or_else(|| Deny::new(Reason::MethodNotConfigured).on_route(&route.id))?;
         Ok(Target { route, rule })
     }
-}
-
-/// A table built from no routes cannot hold a duplicate.
-fn unreachable_empty() -> RouteTable {
-    unreachable!("an empty route table has no duplicates")
 }
 
 fn index_clients(clients: Vec<Client>) -> Result<HashMap<Arc<str>, ClientEntry>, PolicyError> {

@@ -8,6 +8,8 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 /// `METHOD\npath\ntimestamp\nnonce\nbody`, keyed with the shared secret.
+/// `None` only if the key were refused, which HMAC never does (any length
+/// is a valid key); callers treat it as a failed verification.
 fn mac(
     secret: &[u8],
     method: &str,
@@ -15,12 +17,8 @@ fn mac(
     timestamp: i64,
     nonce: &str,
     body: &[u8],
-) -> HmacSha256 {
-    // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = match HmacSha256::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    };
+) -> Option<HmacSha256> {
+    let mut mac = HmacSha256::new_from_slice(secret).ok()?;
     for part in [
         method.as_bytes(),
         raw_path.as_bytes(),
@@ -31,7 +29,7 @@ fn mac(
         mac.update(b"\n");
     }
     mac.update(body);
-    mac
+    Some(mac)
 }
 
 /// The signature a client computes, as lower-case hex (the CLI signer).
@@ -43,11 +41,9 @@ pub fn sign(
     nonce: &str,
     body: &[u8],
 ) -> String {
-    hex::encode(
-        mac(secret, method, raw_path, timestamp, nonce, body)
-            .finalize()
-            .into_bytes(),
-    )
+    mac(secret, method, raw_path, timestamp, nonce, body)
+        .map(|m| hex::encode(m.finalize().into_bytes()))
+        .unwrap_or_default()
 }
 
 /// Constant-time comparison of the presented signature.
@@ -61,8 +57,7 @@ pub fn verify(
     body: &[u8],
 ) -> bool {
     mac(secret, method, raw_path, timestamp, nonce, body)
-        .verify_slice(signature)
-        .is_ok()
+        .is_some_and(|m| m.verify_slice(signature).is_ok())
 }
 
 /// |now − timestamp| ≤ window.
