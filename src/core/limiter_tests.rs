@@ -1,0 +1,286 @@
+//! Unit tests of `core::limiter`.
+use super::*;
+use std::time::Duration;
+
+const SEC: u64 = NANOS_PER_SEC;
+
+fn key(name: &str) -> LimitKey {
+    LimitKey(name.into())
+}
+
+fn limit(s: &str) -> Limit {
+    Limit::parse(s).unwrap()
+}
+
+fn one(l: &LocalLimiter, k: &LimitKey, lim: Limit, now: u64) -> Result<RateInfo, RateDenied> {
+    let charges = [Charge { key: k, limit: lim }];
+    l.check_and_charge(&charges, now).map(|i| i.unwrap())
+}
+
+#[test]
+fn five_per_minute_admits_five_back_to_back_then_asks_to_retry_after_12_seconds() {
+    let (l, k, lim) = (LocalLimiter::new(100), key("c:a"), limit("5/1m"));
+    let t0 = 1_000 * SEC;
+    for _ in 0..5 {
+        assert!(one(&l, &k, lim, t0).is_ok());
+    }
+    let denied = one(&l, &k, lim, t0).unwrap_err();
+    assert_eq!(denied.retry_after_secs, 12);
+    assert_eq!(
+        denied.info,
+        RateInfo {
+            limit: 5,
+            remaining: 0,
+            reset_secs: 60
+        }
+    );
+    assert!(one(&l, &k, lim, t0 + 12 * SEC - 1).is_err());
+    assert_eq!(one(&l, &k, lim, t0 + 12 * SEC).map(|i| i.remaining), Ok(0));
+    assert!(one(&l, &k, lim, t0 + 12 * SEC).is_err());
+}
+
+#[test]
+fn a_burst_of_two_at_sixty_per_minute_admits_two_then_one_per_second() {
+    let (l, k) = (LocalLimiter::new(100), key("c:a"));
+    let lim = limit("60/1m").with_burst(2).unwrap();
+    assert!(one(&l, &k, lim, 0).is_ok());
+    assert!(one(&l, &k, lim, 0).is_ok());
+    assert_eq!(one(&l, &k, lim, 0).unwrap_err().retry_after_secs, 1);
+    for s in 1..=5 {
+        assert!(one(&l, &k, lim, s * SEC).is_ok(), "second {s}");
+        assert!(one(&l, &k, lim, s * SEC).is_err(), "second {s}");
+    }
+}
+
+#[test]
+fn remaining_counts_down_to_zero_and_reset_is_the_seconds_until_full() {
+    let (l, k, lim) = (LocalLimiter::new(100), key("c:a"), limit("5/1m"));
+    let seen: Vec<(u32, u64)> = (0..5)
+        .map(|_| {
+            one(&l, &k, lim, 0)
+                .map(|i| (i.remaining, i.reset_secs))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seen, [(4, 12), (3, 24), (2, 36), (1, 48), (0, 60)]);
+    // 29.5 s later two slots are back and this request takes one; the
+    // debt is 60 - 29.5 + 12 = 42.5 s.
+    let info = one(&l, &k, lim, 29_500_000_000).unwrap();
+    assert_eq!((info.remaining, info.reset_secs, info.limit), (1, 43, 5));
+}
+
+#[test]
+fn when_one_charge_denies_neither_is_charged() {
+    let l = LocalLimiter::new(100);
+    let (grant, client) = (key("g:a:r"), key("c:a"));
+    let tight = limit("1/1m");
+    let loose = limit("10/1m");
+    assert!(one(&l, &grant, tight, 0).is_ok());
+    let both = [
+        Charge {
+            key: &grant,
+            limit: tight,
+        },
+        Charge {
+            key: &client,
+            limit: loose,
+        },
+    ];
+    let denied = l.check_and_charge(&both, 0).unwrap_err();
+    assert_eq!(denied.retry_after_secs, 60);
+    assert_eq!(
+        denied.info,
+        RateInfo {
+            limit: 1,
+            remaining: 0,
+            reset_secs: 60
+        }
+    );
+    assert_eq!(one(&l, &client, loose, 0).map(|i| i.remaining), Ok(9));
+}
+
+#[test]
+fn a_denial_waits_for_the_slowest_denying_limit() {
+    let l = LocalLimiter::new(100);
+    let (a, b) = (key("g:a:r"), key("c:a"));
+    let (fast, slow) = (limit("2/2s"), limit("1/1m"));
+    let both = [
+        Charge {
+            key: &a,
+            limit: fast,
+        },
+        Charge {
+            key: &b,
+            limit: slow,
+        },
+    ];
+    assert!(l.check_and_charge(&both, 0).is_ok());
+    assert!(one(&l, &a, fast, 0).is_ok());
+    let denied = l.check_and_charge(&both, 0).unwrap_err();
+    assert_eq!(denied.retry_after_secs, 60);
+    assert_eq!(denied.info.limit, 1);
+}
+
+#[test]
+fn headers_describe_the_lower_remaining_and_the_first_charge_on_a_tie() {
+    let l = LocalLimiter::new(100);
+    let (g, c) = (key("g:a:r"), key("c:a"));
+    let (ten, five) = (limit("10/1m"), limit("5/1m"));
+    let lower = [
+        Charge {
+            key: &g,
+            limit: ten,
+        },
+        Charge {
+            key: &c,
+            limit: five,
+        },
+    ];
+    let info = l.check_and_charge(&lower, 0).unwrap().unwrap();
+    assert_eq!((info.limit, info.remaining), (5, 4));
+
+    let (g2, c2) = (key("g:b:r"), key("c:b"));
+    let (per_min, per_hour) = (limit("3/1m"), limit("3/1h"));
+    let tie = [
+        Charge {
+            key: &g2,
+            limit: per_min,
+        },
+        Charge {
+            key: &c2,
+            limit: per_hour,
+        },
+    ];
+    let info = l.check_and_charge(&tie, 0).unwrap().unwrap();
+    assert_eq!((info.remaining, info.reset_secs), (2, 20));
+}
+
+#[test]
+fn a_changed_limit_for_a_key_starts_fresh() {
+    let (l, k) = (LocalLimiter::new(100), key("c:a"));
+    assert!(one(&l, &k, limit("1/1m"), 0).is_ok());
+    assert!(one(&l, &k, limit("1/1m"), 0).is_err());
+    assert_eq!(one(&l, &k, limit("2/1m"), 0).map(|i| i.remaining), Ok(1));
+}
+
+#[test]
+fn no_charges_means_no_limit() {
+    assert_eq!(LocalLimiter::new(1).check_and_charge(&[], 0), Ok(None));
+}
+
+#[test]
+fn a_key_repeated_in_one_call_is_charged_once() {
+    let (l, k, lim) = (LocalLimiter::new(100), key("c:a"), limit("2/1m"));
+    let twice = [
+        Charge {
+            key: &k,
+            limit: lim,
+        },
+        Charge {
+            key: &k,
+            limit: lim,
+        },
+    ];
+    assert_eq!(
+        l.check_and_charge(&twice, 0).unwrap().map(|i| i.remaining),
+        Some(1)
+    );
+    assert!(l.check_and_charge(&twice, 0).is_ok());
+    assert!(l.check_and_charge(&twice, 0).is_err());
+}
+
+#[test]
+fn a_purge_keeps_the_map_bounded_and_forgets_only_what_is_full() {
+    let l = LocalLimiter::new(64);
+    let lim = limit("1/1s");
+    for i in 0..1_000u64 {
+        assert!(one(&l, &key(&format!("c:{i}")), lim, i * SEC / 2).is_ok());
+        assert!(l.len() <= 64);
+    }
+    // A key deep in debt outlives the purges of keys that filled up again.
+    let (hot, hourly) = (key("c:hot"), limit("1/1h"));
+    let now = 1_000 * SEC;
+    assert!(one(&l, &hot, hourly, now).is_ok());
+    for i in 0..200u64 {
+        assert!(one(&l, &key(&format!("c:x{i}")), lim, now + i * SEC).is_ok());
+    }
+    assert!(l.len() <= 64);
+    assert!(one(&l, &hot, hourly, now + 200 * SEC).is_err());
+    // All keys live: the bound holds and nothing is denied for lack of room.
+    let live = LocalLimiter::new(8);
+    let slow = limit("1/1h");
+    for i in 0..100 {
+        assert!(one(&live, &key(&format!("c:{i}")), slow, 0).is_ok());
+        assert!(live.len() <= 8);
+    }
+}
+
+#[test]
+fn spread_requests_at_three_times_the_rate_pass_exactly_one_in_three() {
+    let (l, k, lim) = (LocalLimiter::new(100), key("c:a"), limit("5/1m"));
+    let step = 4 * SEC; // T / 3
+    for _ in 0..5 {
+        assert!(one(&l, &k, lim, 0).is_ok());
+    }
+    let admitted = (1..=15)
+        .filter(|i| one(&l, &k, lim, i * step).is_ok())
+        .count();
+    assert_eq!(admitted, 5);
+}
+
+#[test]
+fn the_window_slides_with_no_doubling_at_window_boundaries() {
+    let (l, k, lim) = (LocalLimiter::new(100), key("c:a"), limit("30/1m"));
+    let interval = 2 * SEC;
+    let step = interval / 3;
+    let mut admitted = 0u64;
+    let mut now = 0;
+    while now <= 120 * SEC {
+        admitted += u64::from(one(&l, &k, lim, now).is_ok());
+        now += step;
+    }
+    assert!(admitted <= 30 + 120 * SEC / interval + 1, "{admitted}");
+    assert!(admitted >= 30 + 120 * SEC / interval - 1, "{admitted}");
+}
+
+#[test]
+fn extreme_values_never_panic() {
+    let l = LocalLimiter::new(4);
+    let k = key("c:a");
+    let huge = Limit {
+        count: 1,
+        window: Duration::MAX,
+        burst: u32::MAX,
+    };
+    let zero = Limit {
+        count: 0,
+        window: Duration::ZERO,
+        burst: 0,
+    };
+    let dense = Limit {
+        count: u32::MAX,
+        window: Duration::from_secs(1),
+        burst: u32::MAX,
+    };
+    for lim in [huge, zero, dense, limit("1/366d")] {
+        for now in [0, 1, u64::MAX - 1, u64::MAX, 5] {
+            let _ = one(&l, &k, lim, now);
+            let _ = one(&l, &k, lim, now);
+        }
+    }
+    assert!(one(&l, &key("c:b"), huge, u64::MAX).is_ok());
+}
+
+#[test]
+fn a_poisoned_lock_is_recovered() {
+    let l = Arc::new(LocalLimiter::new(4));
+    let l2 = Arc::clone(&l);
+    let _ = std::thread::spawn(move || {
+        let _guard = l2.entries.lock();
+        panic!("poison the lock");
+    })
+    .join();
+    assert!(l.entries.is_poisoned());
+    assert!(one(&l, &key("c:a"), limit("1/1m"), 0).is_ok());
+    assert_eq!(l.len(), 1);
+}
