@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod db;
 pub mod file;
 pub mod http;
 pub mod logging;

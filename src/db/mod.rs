@@ -1,0 +1,1 @@
+//! PostgreSQL mode: the connection pool and the schema migrations.
