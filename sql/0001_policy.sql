@@ -76,15 +76,28 @@ CREATE TABLE gk_client_secrets (
     CHECK (bcrypt_hash IS NOT NULL OR hmac_secret_sealed IS NOT NULL)
 );
 
+-- A grant's methods: exactly ARRAY['*'], or upper-case method tokens, each
+-- checked on its own (no NULL element, no comma smuggled into one).
+CREATE FUNCTION gk_valid_grant_methods(methods TEXT[]) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT cardinality(methods) > 0
+       AND array_position(methods, NULL) IS NULL
+       AND (methods = ARRAY['*']
+            OR NOT EXISTS (SELECT 1 FROM unnest(methods) AS m WHERE m !~ '^[A-Z_-]{1,32}$'))
+$$;
+
 -- Grants: client × route × methods, optionally limited to model globs
 -- (NULL = any model). Roles will resolve into the same shape.
 CREATE TABLE gk_grants (
     client_id   gk_id NOT NULL REFERENCES gk_clients (id) ON DELETE CASCADE,
     route_id    gk_id NOT NULL REFERENCES gk_routes (id) ON DELETE CASCADE,
-    methods     TEXT[] NOT NULL CHECK (
-                    cardinality(methods) > 0
-                    AND array_to_string(methods, ',') ~ '^(\*|[A-Z_-]{1,32}(,[A-Z_-]{1,32})*)$'),
-    models      TEXT[] CHECK (models IS NULL OR cardinality(models) > 0),
+    methods     TEXT[] NOT NULL CHECK (gk_valid_grant_methods(methods)),
+    -- NULL = any model; otherwise non-empty globs, no NULL element
+    models      TEXT[] CHECK (
+                    models IS NULL
+                    OR (cardinality(models) > 0
+                        AND array_position(models, NULL) IS NULL
+                        AND NOT '' = ANY (models))),
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (client_id, route_id)
 );
@@ -139,3 +152,27 @@ CREATE TRIGGER gk_grants_notify AFTER INSERT OR UPDATE OR DELETE ON gk_grants
     FOR EACH ROW EXECUTE FUNCTION gk_notify_change();
 CREATE TRIGGER gk_limits_notify AFTER INSERT OR UPDATE OR DELETE ON gk_limits
     FOR EACH ROW EXECUTE FUNCTION gk_notify_change();
+
+-- TRUNCATE fires no row trigger: announce it once per statement.
+CREATE FUNCTION gk_notify_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('gatekeeper', json_build_object(
+        'table', TG_TABLE_NAME, 'op', TG_OP, 'client', NULL)::text);
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER gk_routes_truncate AFTER TRUNCATE ON gk_routes
+    FOR EACH STATEMENT EXECUTE FUNCTION gk_notify_truncate();
+CREATE TRIGGER gk_route_methods_truncate AFTER TRUNCATE ON gk_route_methods
+    FOR EACH STATEMENT EXECUTE FUNCTION gk_notify_truncate();
+CREATE TRIGGER gk_clients_truncate AFTER TRUNCATE ON gk_clients
+    FOR EACH STATEMENT EXECUTE FUNCTION gk_notify_truncate();
+CREATE TRIGGER gk_api_keys_truncate AFTER TRUNCATE ON gk_api_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION gk_notify_truncate();
+CREATE TRIGGER gk_client_secrets_truncate AFTER TRUNCATE ON gk_client_secrets
+    FOR EACH STATEMENT EXECUTE FUNCTION gk_notify_truncate();
+CREATE TRIGGER gk_grants_truncate AFTER TRUNCATE ON gk_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION gk_notify_truncate();
+CREATE TRIGGER gk_limits_truncate AFTER TRUNCATE ON gk_limits
+    FOR EACH STATEMENT EXECUTE FUNCTION gk_notify_truncate();

@@ -46,33 +46,38 @@ pub struct Reloader {
     authorizer: Arc<Authorizer>,
     status: Arc<Mutex<ReloadStatus>>,
     seen: Option<Version>,
+    /// Installed when the reloader is built, before the service says it is
+    /// listening: from then on a SIGHUP reloads instead of killing us.
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Reloader {
+    /// Must run inside the Tokio runtime: it registers the SIGHUP handler.
     pub fn new(
         path: PathBuf,
         authorizer: Arc<Authorizer>,
         status: Arc<Mutex<ReloadStatus>>,
     ) -> Reloader {
         let seen = version_of(&path);
-        Reloader {
-            path,
-            authorizer,
-            status,
-            seen,
-        }
-    }
-
-    /// Runs until `stop` flips: reloads on SIGHUP, and when the file changed.
-    pub async fn run(mut self, interval: Duration, mut stop: watch::Receiver<bool>) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
+        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file change only");
                 None
             }
         };
+        Reloader {
+            path,
+            authorizer,
+            status,
+            seen,
+            hangup,
+        }
+    }
+
+    /// Runs until `stop` flips: reloads on SIGHUP, and when the file changed.
+    pub async fn run(mut self, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut hangup = self.hangup.take();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
