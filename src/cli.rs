@@ -46,6 +46,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply pending schema migrations to GATEKEEPER_DATABASE_URL.
+    Migrate,
     /// Exit 0 when the local service answers /readyz (GATEKEEPER_ADMIN_LISTEN).
     Healthcheck,
     /// API keys.
@@ -222,6 +224,31 @@ pub fn sign(args: &SignArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+pub async fn migrate() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    let Some(url) = config.database_url else {
+        return fail(
+            EXIT_CONFIG,
+            "GATEKEEPER_DATABASE_URL: set it (or GATEKEEPER_DATABASE_URL_FILE) to migrate",
+        );
+    };
+    match crate::db::migrate::run(&url.0).await {
+        Ok(applied) if applied.is_empty() => {
+            println!("the schema is up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            let list: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
+            println!("applied migrations: {}", list.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(1, format!("{e:#}")),
+    }
+}
+
 /// `GET /readyz` on the admin listener, bounded in time.
 pub async fn healthcheck() -> ExitCode {
     let config = match Config::from_env() {
@@ -259,6 +286,12 @@ pub async fn serve(config_flag: Option<PathBuf>) -> ExitCode {
     };
     if config_flag.is_some() {
         config.file = config_flag;
+    }
+    if config.database_url.is_some() {
+        return fail(
+            EXIT_CONFIG,
+            "GATEKEEPER_DATABASE_URL: serving from PostgreSQL is not available in this build yet; unset it to serve the declarative file",
+        );
     }
     let Some(file) = config.file.clone() else {
         return fail(EXIT_CONFIG, "GATEKEEPER_CONFIG: set it (or --config) to the declarative file; DB-less mode needs one");

@@ -156,8 +156,19 @@ fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
     (a[full] & mask) == (b[full] & mask)
 }
 
+/// A PostgreSQL URL. It may hold a password, so its `Debug` prints nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
+    pub database_url: Option<DatabaseUrl>,
     pub file: Option<PathBuf>,
     pub listen: Listen,
     pub admin_listen: SocketAddr,
@@ -198,19 +209,14 @@ impl Config {
 
     pub fn from_map(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        for name in ["GATEKEEPER_DATABASE_URL", "GATEKEEPER_REDIS_URL"] {
-            if get(name).is_some() {
-                return Err(ConfigError {
-                    setting: if name.ends_with("DATABASE_URL") {
-                        "GATEKEEPER_DATABASE_URL"
-                    } else {
-                        "GATEKEEPER_REDIS_URL"
-                    },
-                    problem: "this build supports only the DB-less file mode so far".into(),
-                });
-            }
+        if get("GATEKEEPER_REDIS_URL").is_some() {
+            return Err(err(
+                "GATEKEEPER_REDIS_URL",
+                "Redis is not available in this build yet; unset it",
+            ));
         }
         Ok(Config {
+            database_url: secret_setting(env, "GATEKEEPER_DATABASE_URL")?.map(DatabaseUrl),
             file: get("GATEKEEPER_CONFIG").map(PathBuf::from),
             listen: parse_listen(get("GATEKEEPER_LISTEN").unwrap_or(DEFAULT_LISTEN))?,
             admin_listen: get("GATEKEEPER_ADMIN_LISTEN")
@@ -267,6 +273,31 @@ impl Config {
                 .transpose()?,
             log_level: get("GATEKEEPER_LOG_LEVEL").unwrap_or("info").to_owned(),
         })
+    }
+}
+
+/// A secret setting: `NAME`, or `NAME_FILE` naming a file that holds it
+/// (one trailing newline removed). Both at once is an error.
+fn secret_setting(
+    env: &HashMap<String, String>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let file_name = match name {
+        "GATEKEEPER_DATABASE_URL" => "GATEKEEPER_DATABASE_URL_FILE",
+        _ => return Err(err(name, "has no _FILE variant")),
+    };
+    let direct = env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let file = env
+        .get(file_name)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty());
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(err(name, format!("set {name} or {file_name}, not both"))),
+        (Some(v), None) => Ok(Some(v.to_owned())),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|v| Some(v.trim_end_matches(['\n', '\r']).to_owned()))
+            .map_err(|e| err(file_name, format!("cannot read {path}: {e}"))),
+        (None, None) => Ok(None),
     }
 }
 
@@ -394,7 +425,8 @@ mod tests {
             ("GATEKEEPER_CACHE_CAPACITY", "-1"),
             ("GATEKEEPER_WORKERS", "0"),
             ("GATEKEEPER_LOG_FORMAT", "xml"),
-            ("GATEKEEPER_DATABASE_URL", "postgres://user:hunter2@db/x"),
+            ("GATEKEEPER_REDIS_URL", "redis://:hunter2@cache/0"),
+            ("GATEKEEPER_DATABASE_URL_FILE", "/nonexistent/db-url"),
         ];
         for (setting, value) in cases {
             let e = Config::from_map(&env(&[(setting, value)])).unwrap_err();
@@ -429,5 +461,26 @@ mod tests {
             .contains("10.15.0.1".parse().unwrap()));
         assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
         assert_eq!(Cidr::parse("nonsense"), None);
+    }
+
+    #[test]
+    fn the_database_url_comes_from_the_variable_or_its_file_and_never_prints() {
+        let url = "postgres://gk:hunter2@db/gk";
+        let c = Config::from_map(&env(&[("GATEKEEPER_DATABASE_URL", url)])).unwrap();
+        assert_eq!(c.database_url.as_ref().map(|u| u.0.as_str()), Some(url));
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, format!("{url}\n")).unwrap();
+        let p = path.to_str().unwrap();
+        let c = Config::from_map(&env(&[("GATEKEEPER_DATABASE_URL_FILE", p)])).unwrap();
+        assert_eq!(c.database_url.map(|u| u.0), Some(url.to_owned()));
+        let both = [
+            ("GATEKEEPER_DATABASE_URL", url),
+            ("GATEKEEPER_DATABASE_URL_FILE", p),
+        ];
+        let e = Config::from_map(&env(&both)).unwrap_err();
+        assert_eq!(e.setting, "GATEKEEPER_DATABASE_URL");
+        assert!(!e.to_string().contains("hunter2"));
     }
 }

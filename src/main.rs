@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Secret(SecretCommand::Hash { cost }) => cli::secret_hash(cost),
         Command::Sign(args) => cli::sign(&args),
         Command::Healthcheck => run_async(cli::healthcheck()),
+        Command::Migrate => run_async(cli::migrate()),
         Command::Serve { config } => run_async(cli::serve(config)),
     }
 }
