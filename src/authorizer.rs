@@ -5,8 +5,12 @@
 //! This is the only place that turns a request into a `Decision`. It reads
 //! time only through the `Clock` it was given.
 
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -15,7 +19,7 @@ use crate::core::apikey::classify;
 use crate::core::credential::{extract, HmacParams, Presented};
 use crate::core::decision::{Allow, Decision, Deny, Identity, Reason};
 use crate::core::limiter::LocalLimiter;
-use crate::core::model::{CredentialSet, Digest, MethodRule};
+use crate::core::model::{CredentialSet, Digest, KeyRecord, MethodRule};
 use crate::core::policy::{check_presented, permit, Policy, Verified};
 use crate::core::request::{AuthRequest, Body};
 use crate::core::signature;
@@ -51,6 +55,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// The store could not be asked (an outage): the decision fails closed.
+#[derive(Debug)]
+pub struct StoreUnavailable;
+
+pub type KeyLookup<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreUnavailable>> + Send + 'a>>;
+
+/// Where a key missing from the snapshot may still be found: in PostgreSQL
+/// mode, a key created since the last reload. Only misses ask it, so the
+/// hot path never waits on the database for a known key.
+pub trait KeyStore: Send + Sync + 'static {
+    fn find_key(&self, digest: Digest) -> KeyLookup<'_>;
+}
+
+/// How long a snapshot may go without confirmation from its source before
+/// credentialed requests are refused with `store_unavailable`.
+struct Freshness {
+    max_staleness: Duration,
+    confirmed_at_nanos: AtomicU64,
+}
+
 pub struct Settings {
     pub allow_query_key: bool,
     pub hmac_window_secs: u64,
@@ -63,6 +88,8 @@ pub struct Authorizer {
     nonces: NonceStore,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    key_store: Option<Arc<dyn KeyStore>>,
+    freshness: Option<Freshness>,
 }
 
 /// Bound on remembered HMAC nonces (each lives for twice the window).
@@ -83,7 +110,44 @@ impl Authorizer {
             nonces: NonceStore::new(NONCE_CAPACITY),
             clock,
             settings,
+            key_store: None,
+            freshness: None,
         }
+    }
+
+    /// Consult `store` for keys missing from the snapshot.
+    pub fn with_key_store(mut self, store: Arc<dyn KeyStore>) -> Authorizer {
+        self.key_store = Some(store);
+        self
+    }
+
+    /// Refuse credentialed requests once the snapshot has gone
+    /// `max_staleness` without `confirm_fresh`.
+    pub fn with_max_staleness(mut self, max_staleness: Duration) -> Authorizer {
+        let now = self.clock.mono_nanos();
+        self.freshness = Some(Freshness {
+            max_staleness,
+            confirmed_at_nanos: AtomicU64::new(now),
+        });
+        self
+    }
+
+    /// The source reached its store and the snapshot is current.
+    pub fn confirm_fresh(&self) {
+        if let Some(f) = &self.freshness {
+            f.confirmed_at_nanos
+                .store(self.clock.mono_nanos(), Ordering::Relaxed);
+        }
+    }
+
+    fn is_stale(&self) -> bool {
+        self.freshness.as_ref().is_some_and(|f| {
+            let age = self
+                .clock
+                .mono_nanos()
+                .saturating_sub(f.confirmed_at_nanos.load(Ordering::Relaxed));
+            Duration::from_nanos(age) > f.max_staleness
+        })
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -117,6 +181,9 @@ impl Authorizer {
             MethodRule::Credentials(accepts) => accepts,
         };
         let deny = |reason: Reason| Deny::new(reason).on_route(&route.id).accepting(accepts);
+        if self.is_stale() {
+            return Decision::Deny(deny(Reason::StoreUnavailable));
+        }
         let who = match self.authenticate(&policy, accepts, req).await {
             Ok(who) => who,
             Err(reason) => return Decision::Deny(deny(reason)),
@@ -162,9 +229,11 @@ impl Authorizer {
         match &presented {
             Presented::ApiKey(key) => {
                 classify(key).map_err(|_| Reason::InvalidCredentials)?;
-                policy
-                    .key(&Digest::of(key.as_bytes()))
-                    .ok_or(Reason::InvalidCredentials)
+                let digest = Digest::of(key.as_bytes());
+                match policy.key(&digest) {
+                    Some(found) => Ok(found),
+                    None => self.key_from_store(policy, digest).await,
+                }
             }
             Presented::Basic { client_id, secret } => {
                 let client = policy.client(client_id).ok_or(Reason::InvalidCredentials)?;
@@ -182,6 +251,31 @@ impl Authorizer {
             Presented::Hmac(params) => self.verify_hmac(policy, params, req),
             Presented::None | Presented::Invalid(_) => Err(Reason::InvalidCredentials),
         }
+    }
+
+    /// A key the snapshot does not know: ask the store, if there is one.
+    async fn key_from_store<'p>(
+        &self,
+        policy: &'p Policy,
+        digest: Digest,
+    ) -> Result<Verified<'p>, Reason> {
+        let Some(store) = &self.key_store else {
+            return Err(Reason::InvalidCredentials);
+        };
+        let record = match store.find_key(digest).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(Reason::InvalidCredentials),
+            Err(StoreUnavailable) => return Err(Reason::StoreUnavailable),
+        };
+        // A client newer than the snapshot: the reload its change triggered
+        // has not landed yet. Ask the caller to retry rather than guess.
+        let client = policy
+            .client(&record.client_id)
+            .ok_or(Reason::StoreUnavailable)?;
+        Ok(Verified {
+            client,
+            key: Some(Cow::Owned(record)),
+        })
     }
 
     /// DESIGN §11 order: body → timestamp window → secret and signature →
@@ -238,7 +332,7 @@ fn identity_of(who: &Verified<'_>) -> Identity {
     Identity {
         client_id: who.client.client.id.clone(),
         client_name: who.client.client.name.clone(),
-        key_id: who.key.map(|k| k.id.clone()),
+        key_id: who.key.as_ref().map(|k| k.id.clone()),
     }
 }
 

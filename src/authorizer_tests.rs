@@ -209,3 +209,100 @@ async fn model_checks_need_the_body_and_a_matching_model() {
         assert_eq!(d.reason(), reason, "{length}");
     }
 }
+
+/// A key store whose outage the test switches on and off.
+struct FakeStore {
+    key: KeyRecord,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl KeyStore for FakeStore {
+    fn find_key(&self, digest: Digest) -> KeyLookup<'_> {
+        let down = self.down.load(Ordering::SeqCst);
+        let found = (digest == self.key.digest).then(|| self.key.clone());
+        Box::pin(async move {
+            match down {
+                true => Err(StoreUnavailable),
+                false => Ok(found),
+            }
+        })
+    }
+}
+
+const NEW_KEY: &str = "a-key-created-after-the-snapshot";
+
+fn with_store(clock: Arc<FixedClock>) -> (Arc<FakeStore>, Authorizer) {
+    let store = Arc::new(FakeStore {
+        key: KeyRecord {
+            id: "k2".into(),
+            client_id: "c1".into(),
+            digest: Digest::of(NEW_KEY.as_bytes()),
+            status: crate::core::model::KeyStatus::Active,
+            expires_at: None,
+        },
+        down: false.into(),
+    });
+    let a = authorizer(clock)
+        .with_key_store(store.clone())
+        .with_max_staleness(Duration::from_secs(3600));
+    (store, a)
+}
+
+#[tokio::test]
+async fn a_key_missing_from_the_snapshot_is_found_in_the_store_and_an_outage_fails_closed() {
+    let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
+    let (store, a) = with_store(clock);
+    let bearer = format!("Bearer {NEW_KEY}");
+    let d = decide(&a, "POST", "/v1/chat", &bearer, Some(BODY), "36").await;
+    match &d {
+        Decision::Allow(allow) => assert_eq!(
+            allow.identity.as_ref().unwrap().key_id.as_deref(),
+            Some("k2")
+        ),
+        other => panic!("expected an allow, got {other:?}"),
+    }
+    let unknown = decide(
+        &a,
+        "POST",
+        "/v1/chat",
+        "Bearer nobody-has-this",
+        Some(BODY),
+        "36",
+    )
+    .await;
+    assert_eq!(unknown.reason(), Reason::InvalidCredentials);
+    store.down.store(true, Ordering::SeqCst);
+    let d = decide(&a, "POST", "/v1/chat", &bearer, Some(BODY), "36").await;
+    assert_eq!(d.reason(), Reason::StoreUnavailable);
+    let known = decide(
+        &a,
+        "POST",
+        "/v1/chat",
+        &format!("Bearer {KEY}"),
+        Some(BODY),
+        "36",
+    )
+    .await;
+    assert!(
+        known.is_allow(),
+        "a key in the snapshot never waits on the store: {known:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_older_than_the_staleness_bound_refuses_credentials_but_not_public_routes() {
+    let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
+    let (_, a) = with_store(clock.clone());
+    let bearer = format!("Bearer {KEY}");
+    clock.0.store(NOW + 3600, Ordering::SeqCst);
+    assert!(decide(&a, "POST", "/v1/chat", &bearer, Some(BODY), "36")
+        .await
+        .is_allow());
+    clock.0.store(NOW + 3601, Ordering::SeqCst);
+    let d = decide(&a, "POST", "/v1/chat", &bearer, Some(BODY), "36").await;
+    assert_eq!(d.reason(), Reason::StoreUnavailable);
+    a.confirm_fresh();
+    assert!(decide(&a, "POST", "/v1/chat", &bearer, Some(BODY), "36")
+        .await
+        .is_allow());
+}

@@ -5,6 +5,7 @@
 //! so a decision never sees half a configuration. Nothing here does I/O or
 //! reads the clock; the caller passes time in.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -82,11 +83,12 @@ pub struct Target<'p> {
     pub rule: MethodRule,
 }
 
-/// A verified credential: the client, and the key when it was an API key.
-#[derive(Clone, Copy, Debug)]
+/// A verified credential: the client, and the key when it was an API key
+/// (borrowed from the snapshot, or fetched from the store on a miss).
+#[derive(Clone, Debug)]
 pub struct Verified<'p> {
     pub client: &'p ClientEntry,
-    pub key: Option<&'p KeyRecord>,
+    pub key: Option<Cow<'p, KeyRecord>>,
 }
 
 impl Policy {
@@ -127,7 +129,7 @@ impl Policy {
         let client = self.clients.get(&key.client_id)?;
         Some(Verified {
             client,
-            key: Some(key),
+            key: Some(Cow::Borrowed(key)),
         })
     }
 
@@ -241,7 +243,7 @@ pub fn permit<'p>(
     body: &Body<'_>,
     now_unix: i64,
 ) -> Result<Vec<Charge<'p>>, Reason> {
-    check_key(who.key, now_unix)?;
+    check_key(who.key.as_deref(), now_unix)?;
     check_client(&who.client.client)?;
     let grant = who.client.grant(&route.id).ok_or(Reason::NoPermission)?;
     if !grant.grant.methods.allows(method) {
