@@ -1,5 +1,6 @@
 //! Building and running the service: binds both listeners (reporting the
-//! real addresses, so tests can bind port 0), starts the reloader, and stops
+//! real addresses, so tests can bind port 0), starts what keeps the policy
+//! current (the file reloader or the PostgreSQL listener), and stops
 //! everything on SIGTERM/SIGINT within the grace period.
 
 use std::path::PathBuf;
@@ -15,14 +16,41 @@ use crate::basic::BasicVerifier;
 use crate::config::{Config, Listen};
 use crate::core::limiter::LocalLimiter;
 use crate::core::policy::Policy;
+use crate::db::seal::MasterKey;
+use crate::db::source::{PgKeys, PgSource};
 use crate::http::admin::{self, AdminState, ReloadStatus};
 use crate::http::authz::{self, AuthzState};
 use crate::reload::{now_rfc3339, publish_counts, Reloader};
 
+/// Where the policy comes from, and so what keeps it current.
+pub enum Source {
+    File(PathBuf),
+    Postgres {
+        url: String,
+        pool: deadpool_postgres::Pool,
+        master_key: Option<MasterKey>,
+    },
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::File(path) => format!("file:{}", path.display()),
+            Source::Postgres { .. } => "postgres".to_owned(),
+        }
+    }
+}
+
+/// The task that keeps the snapshot current.
+enum Watcher {
+    File(Reloader),
+    Postgres(PgSource),
+}
+
 pub struct App {
     authz: actix_web::dev::Server,
     admin: actix_web::dev::Server,
-    reloader: Option<Reloader>,
+    watcher: Option<Watcher>,
     config: Config,
     /// Where `/authz` listens (a TCP address, or `unix:/path`).
     pub authz_addr: String,
@@ -32,14 +60,14 @@ pub struct App {
 impl App {
     pub fn build(
         config: Config,
-        file: PathBuf,
+        source: Source,
         policy: Policy,
         clock: Arc<dyn Clock>,
         metrics: PrometheusHandle,
     ) -> anyhow::Result<App> {
         let counts = policy.counts();
         publish_counts(counts.routes, counts.clients);
-        let authorizer = Arc::new(Authorizer::new(
+        let mut authorizer = Authorizer::new(
             policy,
             BasicVerifier::new(config.cache_ttl, config.cache_capacity),
             LocalLimiter::new(config.limiter_capacity),
@@ -48,44 +76,41 @@ impl App {
                 allow_query_key: config.allow_query_key,
                 hmac_window_secs: config.hmac_window.as_secs(),
             },
-        ));
+        );
+        if let Source::Postgres { pool, .. } = &source {
+            authorizer = authorizer
+                .with_key_store(Arc::new(PgKeys::new(pool.clone())))
+                .with_max_staleness(config.max_staleness);
+        }
+        let authorizer = Arc::new(authorizer);
         let status = Arc::new(Mutex::new(ReloadStatus {
-            source: format!("file:{}", file.display()),
+            source: source.describe(),
+            listener_connected: matches!(source, Source::Postgres { .. }).then_some(false),
             loaded_at: Some(now_rfc3339()),
             ..ReloadStatus::default()
         }));
         let (authz, authz_addr) = authz_server(&config, authorizer.clone())?;
-        let admin_state = web::Data::new(AdminState {
-            authorizer: authorizer.clone(),
-            metrics,
-            reload: status.clone(),
+        let (admin, admin_addr) =
+            admin_server(&config, authorizer.clone(), metrics, status.clone())?;
+        let watcher = Some(match source {
+            Source::File(path) => Watcher::File(Reloader::new(path, authorizer, status)),
+            Source::Postgres {
+                url,
+                pool,
+                master_key,
+            } => Watcher::Postgres(PgSource {
+                url,
+                pool,
+                master_key,
+                authorizer,
+                status,
+                reload_interval: config.db_reload_interval,
+            }),
         });
-        let admin_server = HttpServer::new(move || {
-            ActixApp::new()
-                .app_data(admin_state.clone())
-                .route("/livez", web::get().to(admin::livez))
-                .route("/readyz", web::get().to(admin::readyz))
-                .route("/metrics", web::get().to(admin::metrics))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(config.admin_listen)
-        .with_context(|| {
-            format!(
-                "cannot listen on GATEKEEPER_ADMIN_LISTEN={}",
-                config.admin_listen
-            )
-        })?;
-        let admin_addr = admin_server
-            .addrs()
-            .first()
-            .copied()
-            .context("the admin listener has no address")?;
-        let reloader = Some(Reloader::new(file, authorizer, status));
         Ok(App {
             authz,
-            admin: admin_server.run(),
-            reloader,
+            admin,
+            watcher,
             config,
             authz_addr,
             admin_addr,
@@ -95,10 +120,11 @@ impl App {
     /// Serves until SIGTERM or SIGINT, then drains within the grace period.
     pub async fn run(mut self) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let reloader = self
-            .reloader
-            .take()
-            .map(|r| tokio::spawn(r.run(self.config.reload_interval, stop_rx)));
+        let interval = self.config.reload_interval;
+        let reloader = self.watcher.take().map(|w| match w {
+            Watcher::File(r) => tokio::spawn(r.run(interval, stop_rx)),
+            Watcher::Postgres(p) => tokio::spawn(p.run(stop_rx)),
+        });
         let (authz_handle, admin_handle) = (self.authz.handle(), self.admin.handle());
         let authz_task = tokio::spawn(self.authz);
         let admin_task = tokio::spawn(self.admin);
@@ -119,6 +145,41 @@ impl App {
         }
         Ok(())
     }
+}
+
+fn admin_server(
+    config: &Config,
+    authorizer: Arc<Authorizer>,
+    metrics: PrometheusHandle,
+    reload: Arc<Mutex<ReloadStatus>>,
+) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
+    let state = web::Data::new(AdminState {
+        authorizer,
+        metrics,
+        reload,
+    });
+    let server = HttpServer::new(move || {
+        ActixApp::new()
+            .app_data(state.clone())
+            .route("/livez", web::get().to(admin::livez))
+            .route("/readyz", web::get().to(admin::readyz))
+            .route("/metrics", web::get().to(admin::metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(config.admin_listen)
+    .with_context(|| {
+        format!(
+            "cannot listen on GATEKEEPER_ADMIN_LISTEN={}",
+            config.admin_listen
+        )
+    })?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .context("the admin listener has no address")?;
+    Ok((server.run(), addr))
 }
 
 fn authz_server(

@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::app::Source;
 use crate::authorizer::SystemClock;
 use crate::config::{Config, SETTINGS};
+use crate::core::policy::Policy;
 use crate::core::{apikey, signature};
+use crate::db::seal::MasterKey;
 use crate::file::Summary;
 
 /// Invalid environment or flags.
@@ -287,43 +290,80 @@ pub async fn serve(config_flag: Option<PathBuf>) -> ExitCode {
     if config_flag.is_some() {
         config.file = config_flag;
     }
-    if config.database_url.is_some() {
-        return fail(
-            EXIT_CONFIG,
-            "GATEKEEPER_DATABASE_URL: serving from PostgreSQL is not available in this build yet; unset it to serve the declarative file",
-        );
-    }
-    let Some(file) = config.file.clone() else {
-        return fail(EXIT_CONFIG, "GATEKEEPER_CONFIG: set it (or --config) to the declarative file; DB-less mode needs one");
-    };
     crate::logging::init(config.log_format, &config.log_level);
-    let policy = match crate::reload::load_policy(&file) {
-        Ok(p) => p,
-        Err(errors) => {
-            return fail(
-                EXIT_DATA,
-                format!("{} is invalid:\n{errors}", file.display()),
-            )
-        }
+    let prepared = match config.database_url.clone() {
+        Some(url) => postgres_source(&config, url.0).await,
+        None => file_source(&config),
+    };
+    let (source, policy) = match prepared {
+        Ok(ready) => ready,
+        Err((code, message)) => return fail(code, message),
     };
     let metrics = match crate::metrics::install() {
         Ok(m) => m,
         Err(e) => return fail(1, format!("cannot set up metrics: {e}")),
     };
-    let app = match crate::app::App::build(
-        config,
-        file.clone(),
-        policy,
-        Arc::new(SystemClock::default()),
-        metrics,
-    ) {
+    let clock = Arc::new(SystemClock::default());
+    let app = match crate::app::App::build(config, source, policy, clock, metrics) {
         Ok(app) => app,
         Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
     };
-    tracing::info!(authz = %app.authz_addr, admin = %app.admin_addr, file = %file.display(), "listening");
+    tracing::info!(authz = %app.authz_addr, admin = %app.admin_addr, "listening");
     let _ = std::io::stdout().flush();
     match app.run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, format!("{e:#}")),
     }
+}
+
+type Prepared = Result<(Source, Policy), (u8, String)>;
+
+fn file_source(config: &Config) -> Prepared {
+    let Some(file) = config.file.clone() else {
+        return Err((
+            EXIT_CONFIG,
+            "GATEKEEPER_CONFIG: set it (or --config) to the declarative file, or set GATEKEEPER_DATABASE_URL".into(),
+        ));
+    };
+    match crate::reload::load_policy(&file) {
+        Ok(policy) => Ok((Source::File(file), policy)),
+        Err(errors) => Err((
+            EXIT_DATA,
+            format!("{} is invalid:\n{errors}", file.display()),
+        )),
+    }
+}
+
+/// PostgreSQL mode: the schema must be current, the master key valid when
+/// given, and the first snapshot must load before anything listens.
+async fn postgres_source(config: &Config, url: String) -> Prepared {
+    if config.file.is_some() {
+        return Err((
+            EXIT_CONFIG,
+            "GATEKEEPER_CONFIG: PostgreSQL mode reads the database; use `gatekeeper apply FILE` to load a file into it".into(),
+        ));
+    }
+    let master_key = match &config.master_key {
+        Some(k) => Some(
+            MasterKey::parse(&k.0)
+                .map_err(|e| (EXIT_CONFIG, format!("GATEKEEPER_MASTER_KEY: {e}")))?,
+        ),
+        None => None,
+    };
+    crate::db::migrate::ensure_current(&url)
+        .await
+        .map_err(|e| (1, format!("{e:#}")))?;
+    let pool =
+        crate::db::pool(&url, config.db_pool_size).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let policy = crate::db::source::load_policy(&pool, master_key.as_ref())
+        .await
+        .map_err(|e| (1, format!("cannot load the policy from PostgreSQL: {e:#}")))?;
+    Ok((
+        Source::Postgres {
+            url,
+            pool,
+            master_key,
+        },
+        policy,
+    ))
 }

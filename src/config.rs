@@ -19,6 +19,9 @@ pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_HMAC_WINDOW: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
+pub const DEFAULT_DB_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_DB_POOL_SIZE: usize = 16;
 pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.0/8,::1/128";
 
 /// Every setting `serve` reads, with a one-line description: `serve --help`
@@ -156,19 +159,25 @@ fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
     (a[full] & mask) == (b[full] & mask)
 }
 
-/// A PostgreSQL URL. It may hold a password, so its `Debug` prints nothing.
+/// A secret setting (a database URL with its password, a master key): its
+/// `Debug` prints nothing.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(pub String);
+pub struct SecretSetting(pub String);
 
-impl std::fmt::Debug for DatabaseUrl {
+impl std::fmt::Debug for SecretSetting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DatabaseUrl(<redacted>)")
+        f.write_str("<redacted>")
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub database_url: Option<DatabaseUrl>,
+    pub database_url: Option<SecretSetting>,
+    /// Parsed when PostgreSQL mode starts (`db::seal::MasterKey::parse`).
+    pub master_key: Option<SecretSetting>,
+    pub max_staleness: Duration,
+    pub db_reload_interval: Duration,
+    pub db_pool_size: usize,
     pub file: Option<PathBuf>,
     pub listen: Listen,
     pub admin_listen: SocketAddr,
@@ -216,7 +225,23 @@ impl Config {
             ));
         }
         Ok(Config {
-            database_url: secret_setting(env, "GATEKEEPER_DATABASE_URL")?.map(DatabaseUrl),
+            database_url: secret_setting(env, "GATEKEEPER_DATABASE_URL")?.map(SecretSetting),
+            master_key: secret_setting(env, "GATEKEEPER_MASTER_KEY")?.map(SecretSetting),
+            max_staleness: duration(
+                "GATEKEEPER_MAX_STALENESS",
+                get("GATEKEEPER_MAX_STALENESS"),
+                DEFAULT_MAX_STALENESS,
+            )?,
+            db_reload_interval: duration(
+                "GATEKEEPER_DB_RELOAD_INTERVAL",
+                get("GATEKEEPER_DB_RELOAD_INTERVAL"),
+                DEFAULT_DB_RELOAD_INTERVAL,
+            )?,
+            db_pool_size: count(
+                "GATEKEEPER_DB_POOL_SIZE",
+                get("GATEKEEPER_DB_POOL_SIZE"),
+                DEFAULT_DB_POOL_SIZE,
+            )?,
             file: get("GATEKEEPER_CONFIG").map(PathBuf::from),
             listen: parse_listen(get("GATEKEEPER_LISTEN").unwrap_or(DEFAULT_LISTEN))?,
             admin_listen: get("GATEKEEPER_ADMIN_LISTEN")
@@ -284,6 +309,7 @@ fn secret_setting(
 ) -> Result<Option<String>, ConfigError> {
     let file_name = match name {
         "GATEKEEPER_DATABASE_URL" => "GATEKEEPER_DATABASE_URL_FILE",
+        "GATEKEEPER_MASTER_KEY" => "GATEKEEPER_MASTER_KEY_FILE",
         _ => return Err(err(name, "has no _FILE variant")),
     };
     let direct = env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());

@@ -6,6 +6,9 @@
 //! nothing here ever prints one: errors name the host and database at most.
 
 pub mod migrate;
+pub mod seal;
+pub mod source;
+pub mod store;
 
 use std::fmt::Write as _;
 use std::str::FromStr;

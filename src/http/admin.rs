@@ -17,6 +17,8 @@ pub struct ReloadStatus {
     pub last_error: Option<String>,
     pub reloads: u64,
     pub rejected: u64,
+    /// PostgreSQL mode: whether the LISTEN connection is up.
+    pub listener_connected: Option<bool>,
 }
 
 pub struct AdminState {
@@ -32,11 +34,23 @@ pub async fn livez() -> HttpResponse {
 pub async fn readyz(state: web::Data<AdminState>) -> HttpResponse {
     let counts = state.authorizer.policy().counts();
     let reload = state.reload.lock().map(|r| r.clone()).unwrap_or_default();
+    // Degraded still serves (from the last snapshot), so it stays 200: an
+    // orchestrator should not pull every replica during a database outage.
+    let postgres = match reload.listener_connected {
+        None => "not_configured",
+        Some(true) if reload.last_error.is_none() => "ok",
+        Some(_) => "degraded",
+    };
+    let status = if postgres == "degraded" {
+        "degraded"
+    } else {
+        "ready"
+    };
     HttpResponse::Ok().json(serde_json::json!({
-        "status": "ready",
+        "status": status,
         "policy": counts,
         "reload": reload,
-        "postgres": "not_configured",
+        "postgres": postgres,
         "redis": "not_configured",
     }))
 }

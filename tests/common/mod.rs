@@ -50,6 +50,19 @@ impl Gatekeeper {
         std::fs::write(&config, toml).expect("write config");
         let mut cmd = gatekeeper_command(env);
         cmd.arg("serve").arg("--config").arg(&config);
+        Gatekeeper::spawn(cmd, dir, config)
+    }
+
+    /// Starts `serve` with no file: PostgreSQL mode, from `env`.
+    pub fn start_postgres(env: &[(&str, &str)]) -> Gatekeeper {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("unused.toml");
+        let mut cmd = gatekeeper_command(env);
+        cmd.arg("serve");
+        Gatekeeper::spawn(cmd, dir, config)
+    }
+
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir, config: PathBuf) -> Gatekeeper {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,205 @@
+//! PostgreSQL as the source of truth for a running replica (DESIGN §2, §6).
+//!
+//! The snapshot is loaded whole at start and reloaded when the database says
+//! something changed (`LISTEN gatekeeper`, fed by the triggers of
+//! `sql/0001`), periodically as a safety net, and after the listener
+//! connection was lost (changes may have been missed). Keys missing from the
+//! snapshot are looked up with one indexed query. A failure to reach the
+//! database never becomes an allow: the last snapshot keeps serving until it
+//! is older than the staleness bound, and look-ups answer `store_unavailable`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::AsyncMessage;
+
+use crate::authorizer::{Authorizer, KeyLookup, KeyStore, StoreUnavailable};
+use crate::core::model::Digest;
+use crate::core::policy::Policy;
+use crate::db::seal::MasterKey;
+use crate::db::store;
+use crate::http::admin::ReloadStatus;
+use crate::metrics::RELOADS;
+use crate::reload::{now_rfc3339, publish_counts};
+
+/// The channel the triggers notify on.
+pub const CHANNEL: &str = "gatekeeper";
+/// First and largest wait between listener reconnection attempts.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Loads and validates the whole policy from the database.
+pub async fn load_policy(pool: &Pool, key: Option<&MasterKey>) -> anyhow::Result<Policy> {
+    let mut client = pool.get().await?;
+    // One read-only snapshot transaction: every table as of one instant.
+    let doc = store::load_snapshot(&mut client, key).await?;
+    Ok(Policy::build(doc)?)
+}
+
+/// Finds keys created since the last reload.
+pub struct PgKeys {
+    pool: Pool,
+}
+
+impl PgKeys {
+    pub fn new(pool: Pool) -> PgKeys {
+        PgKeys { pool }
+    }
+}
+
+impl KeyStore for PgKeys {
+    fn find_key(&self, digest: Digest) -> KeyLookup<'_> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(|_| StoreUnavailable)?;
+            store::find_key(&**client, &digest).await.map_err(|e| {
+                tracing::warn!(error = %e, "key look-up failed");
+                StoreUnavailable
+            })
+        })
+    }
+}
+
+struct Listener {
+    _client: tokio_postgres::Client,
+    changes: mpsc::Receiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Keeps one replica's snapshot in step with the database.
+pub struct PgSource {
+    pub url: String,
+    pub pool: Pool,
+    pub master_key: Option<MasterKey>,
+    pub authorizer: Arc<Authorizer>,
+    pub status: Arc<Mutex<ReloadStatus>>,
+    pub reload_interval: Duration,
+}
+
+impl PgSource {
+    /// Runs until `stop` flips: listen, reload on change, reconnect on loss.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            match self.listen().await {
+                Ok(listener) => {
+                    backoff = BACKOFF_START;
+                    self.update(|s| s.listener_connected = Some(true));
+                    // Anything may have changed while we were not listening.
+                    self.reload("listener_connected").await;
+                    let stopped = self.follow(listener.changes, &mut stop).await;
+                    listener.task.abort();
+                    if stopped {
+                        return;
+                    }
+                    self.update(|s| s.listener_connected = Some(false));
+                    tracing::warn!("lost the PostgreSQL listener connection; reconnecting");
+                }
+                Err(error) => {
+                    self.update(|s| s.listener_connected = Some(false));
+                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot listen on PostgreSQL");
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Reloads on each change (coalescing a burst) and on the timer, until
+    /// the listener connection ends (`false`) or `stop` flips (`true`).
+    async fn follow(
+        &self,
+        mut changes: mpsc::Receiver<()>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let mut tick = tokio::time::interval(self.reload_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return true,
+                change = changes.recv() => match change {
+                    Some(()) => {
+                        while changes.try_recv().is_ok() {}
+                        self.reload("notify").await;
+                    }
+                    None => return false,
+                },
+                _ = tick.tick() => self.reload("periodic").await,
+            }
+        }
+    }
+
+    /// A dedicated connection (not from the pool) that LISTENs. Its task
+    /// polls the connection, forwards each notification, and ends — closing
+    /// the channel — when the connection does. The client is returned so the
+    /// caller keeps the session open.
+    async fn listen(&self) -> anyhow::Result<Listener> {
+        let config: tokio_postgres::Config = self
+            .url
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid PostgreSQL URL"))?;
+        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+        let (tx, changes) = mpsc::channel(64);
+        let task = tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notification(_))) => {
+                        // A full channel already holds a pending reload.
+                        let _ = tx.try_send(());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return,
+                }
+            }
+        });
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        Ok(Listener {
+            _client: client,
+            changes,
+            task,
+        })
+    }
+
+    async fn reload(&self, trigger: &'static str) {
+        match load_policy(&self.pool, self.master_key.as_ref()).await {
+            Ok(policy) => {
+                let counts = policy.counts();
+                self.authorizer.replace_policy(policy);
+                self.authorizer.basic().clear();
+                self.authorizer.confirm_fresh();
+                publish_counts(counts.routes, counts.clients);
+                metrics::counter!(RELOADS, "result" => "ok").increment(1);
+                tracing::debug!(
+                    trigger,
+                    routes = counts.routes,
+                    clients = counts.clients,
+                    "policy reloaded"
+                );
+                self.update(|s| {
+                    s.reloads += 1;
+                    s.loaded_at = Some(now_rfc3339());
+                    s.last_error = None;
+                });
+            }
+            Err(error) => {
+                metrics::counter!(RELOADS, "result" => "failed").increment(1);
+                tracing::error!(trigger, error = %format!("{error:#}"), "cannot reload the policy from PostgreSQL; the last one keeps serving");
+                self.update(|s| {
+                    s.rejected += 1;
+                    s.last_error = Some(format!("{error:#}"));
+                });
+            }
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ReloadStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+}
