@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod apply;
 pub mod authorizer;
 pub mod basic;
 pub mod cache;
@@ -16,6 +17,7 @@ pub mod db;
 pub mod file;
 pub mod http;
 pub mod logging;
+pub mod manage;
 pub mod metrics;
 pub mod nonce;
 pub mod reload;

@@ -1,0 +1,1 @@
+//! `gatekeeper apply FILE`: make the database match a declarative file.

@@ -1,0 +1,1 @@
+//! The management CLI for PostgreSQL mode: route, client, key, grant, limit.
