@@ -1,0 +1,160 @@
+//! PostgreSQL outage, caused for real: a replica reaches the database
+//! through a TCP proxy that the test cuts and restores. Cached credentials
+//! keep working, unknown ones are refused with `store_unavailable`, nothing
+//! is ever allowed because the store failed, and recovery is automatic.
+
+mod common;
+mod pg;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{poll_until, Gatekeeper, Req};
+use gatekeeper::core::model::Digest;
+use pg::TestDb;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const KEY: &str = "outage-test-key-cached";
+const NEW_KEY: &str = "outage-test-key-created-during-outage";
+
+/// Forwards 127.0.0.1:<port> to PostgreSQL while `up`; when cut, drops every
+/// open connection and closes new ones at once (a database that is gone).
+struct Proxy {
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, rx) = watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let rx = rx.clone();
+                if !*rx.borrow() {
+                    continue; // dropped: closed at once
+                }
+                tokio::spawn(forward(client, upstream, rx));
+            }
+        });
+        Proxy { addr, up }
+    }
+
+    fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+async fn forward(mut client: TcpStream, upstream: SocketAddr, mut up: watch::Receiver<bool>) {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        _ = up.wait_for(|up| !*up) => {}
+    }
+}
+
+fn digest_literal(key: &str) -> String {
+    format!("'\\x{}'::bytea", hex::encode(Digest::of(key.as_bytes()).0))
+}
+
+async fn seeded() -> TestDb {
+    let db = TestDb::new().await;
+    let sql = format!(
+        "INSERT INTO gk_routes (id, domain, path, service) VALUES ('chat', '*', '/v1/*', 'openai');
+         INSERT INTO gk_route_methods (route_id, method, credentials) VALUES ('chat', 'POST', ARRAY['api_key']);
+         INSERT INTO gk_clients (id, name) VALUES ('c1', 'Client one');
+         INSERT INTO gk_api_keys (id, client_id, digest) VALUES ('k1', 'c1', {});
+         INSERT INTO gk_grants (client_id, route_id, methods) VALUES ('c1', 'chat', ARRAY['POST']);",
+        digest_literal(KEY)
+    );
+    db.client().await.batch_execute(&sql).await.expect("seed");
+    db
+}
+
+/// The test database's URL, pointed through the proxy.
+fn through(db: &TestDb, proxy: &Proxy) -> String {
+    format!(
+        "postgres://postgres@{}/{}?connect_timeout=2",
+        proxy.addr, db.name
+    )
+}
+
+fn chat(gk: &Gatekeeper, key: &str) -> common::Response {
+    gk.send(&Req::new("POST", "/v1/chat/completions").bearer(key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_keeps_cached_keys_refuses_unknown_ones_and_recovers_by_itself() {
+    let db = seeded().await;
+    let proxy = Arc::new(Proxy::start("127.0.0.1:5432".parse().unwrap()).await);
+    let url = through(&db, &proxy);
+    let gk = Gatekeeper::start_postgres(&[
+        ("GATEKEEPER_DATABASE_URL", url.as_str()),
+        ("GATEKEEPER_DB_RELOAD_INTERVAL", "1s"),
+    ]);
+    assert!(poll_until(Duration::from_secs(5), || gk.readyz()
+        ["postgres"]
+        == "ok"));
+    assert_eq!(chat(&gk, KEY).status, 200);
+
+    proxy.cut();
+    let insert = format!(
+        "INSERT INTO gk_api_keys (id, client_id, digest) VALUES ('k2', 'c1', {})",
+        digest_literal(NEW_KEY)
+    );
+    db.client().await.batch_execute(&insert).await.unwrap();
+    assert!(poll_until(Duration::from_secs(5), || gk.readyz()
+        ["postgres"]
+        == "degraded"));
+    for _ in 0..5 {
+        assert_eq!(chat(&gk, KEY).status, 200, "a cached key keeps working");
+        let unknown = chat(&gk, NEW_KEY);
+        assert_eq!(unknown.status, 403);
+        assert_eq!(unknown.reason(), "store_unavailable");
+        assert_eq!(unknown.auth_status(), 503);
+        assert_eq!(chat(&gk, "never-issued-key").reason(), "store_unavailable");
+    }
+
+    proxy.restore();
+    assert!(
+        poll_until(Duration::from_secs(10), || chat(&gk, NEW_KEY).status == 200),
+        "recovers by itself once the database is back"
+    );
+    assert!(poll_until(Duration::from_secs(10), || gk.readyz()
+        ["postgres"]
+        == "ok"));
+    assert_eq!(
+        chat(&gk, "never-issued-key").reason(),
+        "invalid_credentials"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_staleness_bound_even_cached_keys_are_refused_until_the_database_returns() {
+    let db = seeded().await;
+    let proxy = Arc::new(Proxy::start("127.0.0.1:5432".parse().unwrap()).await);
+    let url = through(&db, &proxy);
+    let gk = Gatekeeper::start_postgres(&[
+        ("GATEKEEPER_DATABASE_URL", url.as_str()),
+        ("GATEKEEPER_DB_RELOAD_INTERVAL", "1s"),
+        ("GATEKEEPER_MAX_STALENESS", "2s"),
+    ]);
+    assert_eq!(chat(&gk, KEY).status, 200);
+    proxy.cut();
+    assert!(poll_until(Duration::from_secs(10), || chat(&gk, KEY)
+        .reason()
+        == "store_unavailable"));
+    proxy.restore();
+    assert!(poll_until(Duration::from_secs(10), || chat(&gk, KEY)
+        .status
+        == 200));
+}
