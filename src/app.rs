@@ -80,7 +80,8 @@ impl App {
         if let Source::Postgres { pool, .. } = &source {
             authorizer = authorizer
                 .with_key_store(Arc::new(PgKeys::new(pool.clone())))
-                .with_max_staleness(config.max_staleness);
+                .with_max_staleness(config.max_staleness)
+                .with_key_usage();
         }
         let authorizer = Arc::new(authorizer);
         let status = Arc::new(Mutex::new(ReloadStatus {
@@ -105,6 +106,7 @@ impl App {
                 authorizer,
                 status,
                 reload_interval: config.db_reload_interval,
+                usage_interval: config.last_used_interval,
             }),
         });
         Ok(App {

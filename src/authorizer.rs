@@ -76,6 +76,31 @@ struct Freshness {
     confirmed_at_nanos: AtomicU64,
 }
 
+/// Last use per key id, gathered on the allow path and written to the store
+/// in batches by the source, never by the request itself.
+#[derive(Default)]
+pub struct KeyUsage {
+    seen: std::sync::Mutex<std::collections::HashMap<Arc<str>, i64>>,
+}
+
+/// Bound on distinct keys remembered between two flushes.
+const KEY_USAGE_CAPACITY: usize = 100_000;
+
+impl KeyUsage {
+    fn record(&self, key_id: &Arc<str>, now: i64) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() < KEY_USAGE_CAPACITY || seen.contains_key(key_id) {
+            seen.insert(key_id.clone(), now);
+        }
+    }
+
+    /// Everything recorded since the last call.
+    pub fn take(&self) -> Vec<(Arc<str>, i64)> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.drain().collect()
+    }
+}
+
 pub struct Settings {
     pub allow_query_key: bool,
     pub hmac_window_secs: u64,
@@ -90,6 +115,7 @@ pub struct Authorizer {
     settings: Settings,
     key_store: Option<Arc<dyn KeyStore>>,
     freshness: Option<Freshness>,
+    usage: Option<KeyUsage>,
 }
 
 /// Bound on remembered HMAC nonces (each lives for twice the window).
@@ -112,7 +138,19 @@ impl Authorizer {
             settings,
             key_store: None,
             freshness: None,
+            usage: None,
         }
+    }
+
+    /// Remember when each key was last used, for `take_key_usage`.
+    pub fn with_key_usage(mut self) -> Authorizer {
+        self.usage = Some(KeyUsage::default());
+        self
+    }
+
+    /// Key uses since the last call (empty when usage is not recorded).
+    pub fn take_key_usage(&self) -> Vec<(Arc<str>, i64)> {
+        self.usage.as_ref().map(KeyUsage::take).unwrap_or_default()
     }
 
     /// Consult `store` for keys missing from the snapshot.
@@ -203,11 +241,16 @@ impl Authorizer {
             .limiter
             .check_and_charge(&charges, self.clock.mono_nanos())
         {
-            Ok(rate) => Decision::Allow(Allow {
-                route_id: route.id.clone(),
-                identity: Some(identity),
-                rate,
-            }),
+            Ok(rate) => {
+                if let (Some(usage), Some(key)) = (&self.usage, &identity.key_id) {
+                    usage.record(key, now);
+                }
+                Decision::Allow(Allow {
+                    route_id: route.id.clone(),
+                    identity: Some(identity),
+                    rate,
+                })
+            }
             Err(limited) => {
                 let mut d = deny(Reason::RateLimited);
                 d.retry_after = Some(limited.retry_after_secs.max(1));

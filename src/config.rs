@@ -22,6 +22,7 @@ pub const DEFAULT_HMAC_WINDOW: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DB_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DB_POOL_SIZE: usize = 16;
+pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.0/8,::1/128";
 
 /// Every setting `serve` reads, with a one-line description: `serve --help`
@@ -178,6 +179,7 @@ pub struct Config {
     pub max_staleness: Duration,
     pub db_reload_interval: Duration,
     pub db_pool_size: usize,
+    pub last_used_interval: Duration,
     pub file: Option<PathBuf>,
     pub listen: Listen,
     pub admin_listen: SocketAddr,
@@ -236,6 +238,11 @@ impl Config {
                 "GATEKEEPER_DB_RELOAD_INTERVAL",
                 get("GATEKEEPER_DB_RELOAD_INTERVAL"),
                 DEFAULT_DB_RELOAD_INTERVAL,
+            )?,
+            last_used_interval: duration(
+                "GATEKEEPER_LAST_USED_INTERVAL",
+                get("GATEKEEPER_LAST_USED_INTERVAL"),
+                DEFAULT_LAST_USED_INTERVAL,
             )?,
             db_pool_size: count(
                 "GATEKEEPER_DB_POOL_SIZE",

@@ -154,3 +154,23 @@ async fn serve_refuses_a_database_whose_schema_is_behind_and_names_the_fix() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("gatekeeper migrate"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_use_is_written_to_last_used_at_in_batches() {
+    let db = seeded().await;
+    let a = Gatekeeper::start_postgres(&[
+        ("GATEKEEPER_DATABASE_URL", db.url.as_str()),
+        ("GATEKEEPER_LAST_USED_INTERVAL", "200ms"),
+    ]);
+    let c = db.client().await;
+    let sql = "SELECT last_used_at IS NOT NULL FROM gk_api_keys WHERE id = 'k1'";
+    assert!(!c.query_one(sql, &[]).await.unwrap().get::<_, bool>(0));
+    for _ in 0..3 {
+        assert_eq!(chat(&a, KEY).status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !c.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) {
+        assert!(Instant::now() < deadline, "last_used_at written within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -75,6 +75,8 @@ pub struct PgSource {
     pub authorizer: Arc<Authorizer>,
     pub status: Arc<Mutex<ReloadStatus>>,
     pub reload_interval: Duration,
+    /// How often key uses are written to `last_used_at`.
+    pub usage_interval: Duration,
 }
 
 impl PgSource {
@@ -119,9 +121,15 @@ impl PgSource {
         let mut tick = tokio::time::interval(self.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut usage = tokio::time::interval(self.usage_interval);
+        usage.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = stop.changed() => return true,
+                _ = stop.changed() => {
+                    self.flush_usage().await;
+                    return true;
+                }
+                _ = usage.tick() => self.flush_usage().await,
                 change = changes.recv() => match change {
                     Some(()) => {
                         while changes.try_recv().is_ok() {}
@@ -163,6 +171,25 @@ impl PgSource {
             changes,
             task,
         })
+    }
+
+    /// Writes `last_used_at` for the keys used since the last flush, in one
+    /// statement (which, by design of the trigger, notifies nobody).
+    async fn flush_usage(&self) {
+        let used = self.authorizer.take_key_usage();
+        if used.is_empty() {
+            return;
+        }
+        let result = match self.pool.get().await {
+            Ok(client) => store::touch_keys_last_used(&**client, &used)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = result {
+            // Advisory data: dropped, not retried, so an outage cannot grow memory.
+            tracing::warn!(%error, keys = used.len(), "cannot record key use");
+        }
     }
 
     async fn reload(&self, trigger: &'static str) {
