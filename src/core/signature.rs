@@ -128,4 +128,44 @@ mod tests {
         assert!(!within_window(1000, 1301, 300));
         assert!(!within_window(i64::MIN, i64::MAX, 300));
     }
+
+    /// Computed independently, once, with Python's standard library:
+    ///
+    /// ```text
+    /// python3 -c 'import hmac, hashlib
+    /// for m,p,t,n,b in [("GET","/api/tags",1700000000,"nonce-get-1",b""),
+    ///   ("POST","/v1/chat/completions",1700000300,"9f2c1e7a",
+    ///    b"{\"model\":\"llama3:8b\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}")]:
+    ///   print(hmac.new(b"team-a-shared-secret",
+    ///     f"{m}\n{p}\n{t}\n{n}\n".encode()+b, hashlib.sha256).hexdigest())'
+    /// ```
+    #[test]
+    fn signatures_match_vectors_computed_independently_in_python() {
+        let secret = b"team-a-shared-secret";
+        let get = sign(
+            secret,
+            "GET",
+            "/api/tags",
+            1_700_000_000,
+            "nonce-get-1",
+            b"",
+        );
+        assert_eq!(
+            get,
+            "77b806a2d64cb55ec057d539e15565dfcf3a54a5fea8773b8526579d6b215f35"
+        );
+        let body = br#"{"model":"llama3:8b","messages":[{"role":"user","content":"hi"}]}"#;
+        let post = sign(
+            secret,
+            "POST",
+            "/v1/chat/completions",
+            1_700_000_300,
+            "9f2c1e7a",
+            body,
+        );
+        assert_eq!(
+            post,
+            "899a4418f8f735ba592be76e1f998605e664edffdb9214d9fe14c064d240a3ae"
+        );
+    }
 }
