@@ -14,17 +14,45 @@ ensure_toolchain() {
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 }
 
-# PostgreSQL and Redis are started when installed but down. The DB-less core
-# needs neither; the PostgreSQL and Redis suites (coming) will.
-ensure_services() {
-  if command -v pg_ctlcluster >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+# PostgreSQL (the integration tests need it) and Redis (the coming Redis
+# suites) are installed from Debian when missing and started when down.
+apt_install() {
+  [ "$(id -u)" = 0 ] || { echo "need root to install $*"; exit 1; }
+  if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if ! command -v pg_ctlcluster >/dev/null; then
+    log "installing PostgreSQL"
+    apt_install postgresql
+    # A fresh cluster asks for passwords on loopback; the tests connect as
+    # postgres over 127.0.0.1 like the development machines (trust).
+    local hba
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
+    sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
     log "starting PostgreSQL"
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    local version
+    version=$(ls /etc/postgresql | head -n1)
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || pg_ctlcluster "$version" main restart
   fi
-  if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 0.2; done
+  echo "PostgreSQL is not reachable on 127.0.0.1:5432"; exit 1
+}
+
+ensure_redis() {
+  command -v redis-server >/dev/null || { log "installing Redis"; apt_install redis-server; }
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     log "starting Redis"
-    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no || true
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
   fi
+}
+
+ensure_services() {
+  ensure_postgres
+  ensure_redis
 }
 
 ensure_toolchain
