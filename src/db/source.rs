@@ -53,10 +53,17 @@ impl KeyStore for PgKeys {
     fn find_key(&self, digest: Digest) -> KeyLookup<'_> {
         Box::pin(async move {
             let client = self.pool.get().await.map_err(|_| StoreUnavailable)?;
-            store::find_key(&**client, &digest).await.map_err(|e| {
-                tracing::warn!(error = %e, "key look-up failed");
+            // Prepared once per pooled connection, then one round trip.
+            let statement = client.prepare_cached(store::FIND_KEY).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot prepare the key look-up");
                 StoreUnavailable
-            })
+            })?;
+            store::find_key_with(&**client, &statement, &digest)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "key look-up failed");
+                    StoreUnavailable
+                })
         })
     }
 }

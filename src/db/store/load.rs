@@ -30,7 +30,7 @@ SELECT id, client_id, digest, status, floor(extract(epoch FROM expires_at))::big
  ORDER BY id COLLATE "C""#;
 
 // The same columns as SELECT_KEYS, through the unique index on digest.
-pub(super) const FIND_KEY: &str = "
+pub const FIND_KEY: &str = "
 SELECT id, client_id, digest, status, floor(extract(epoch FROM expires_at))::bigint
   FROM gk_api_keys
  WHERE digest = $1";
@@ -99,7 +99,20 @@ pub async fn find_key(
     c: &impl GenericClient,
     digest: &Digest,
 ) -> Result<Option<KeyRecord>, StoreError> {
-    let row = c.query_opt(FIND_KEY, &[&&digest.0[..]]).await?;
+    find_key_with(c, FIND_KEY, digest).await
+}
+
+/// `find_key` with the statement given: the request path passes the
+/// connection's cached prepared statement (one round trip, not two).
+pub async fn find_key_with<S>(
+    c: &impl GenericClient,
+    statement: &S,
+    digest: &Digest,
+) -> Result<Option<KeyRecord>, StoreError>
+where
+    S: ?Sized + tokio_postgres::ToStatement + Sync + Send,
+{
+    let row = c.query_opt(statement, &[&&digest.0[..]]).await?;
     row.as_ref().map(key_record).transpose()
 }
 
