@@ -53,9 +53,22 @@ pub enum Command {
     Migrate,
     /// Exit 0 when the local service answers /readyz (GATEKEEPER_ADMIN_LISTEN).
     Healthcheck,
-    /// API keys.
+    /// API keys: generate one for a file; in PostgreSQL mode create, list,
+    /// show, revoke, delete, rotate.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Routes (PostgreSQL mode).
+    #[command(subcommand)]
+    Route(crate::manage::RouteCommand),
+    /// Clients and their secrets (PostgreSQL mode).
+    #[command(subcommand)]
+    Client(crate::manage::ClientCommand),
+    /// Grants (PostgreSQL mode).
+    #[command(subcommand)]
+    Grant(crate::manage::GrantCommand),
+    /// Rate limits (PostgreSQL mode).
+    #[command(subcommand)]
+    Limit(crate::manage::LimitCommand),
     /// Client secrets.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -65,11 +78,13 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum KeyCommand {
-    /// Print a new key (shown once) and the line to paste into the file.
+    /// Print a new key (shown once) and the lines to paste into the file.
     Generate {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Manage(crate::manage::KeyCommand),
 }
 
 #[derive(Subcommand)]

@@ -5,12 +5,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gatekeeper::cli::{self, Cli, Command, KeyCommand, SecretCommand};
+use gatekeeper::manage;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { file, json } => cli::check(&file, json),
         Command::Key(KeyCommand::Generate { json }) => cli::key_generate(json),
+        Command::Key(KeyCommand::Manage(cmd)) => run_async(manage::key(cmd)),
+        Command::Route(cmd) => run_async(manage::route(cmd)),
+        Command::Client(cmd) => run_async(manage::client(cmd)),
+        Command::Grant(cmd) => run_async(manage::grant(cmd)),
+        Command::Limit(cmd) => run_async(manage::limit(cmd)),
         Command::Secret(SecretCommand::Hash { cost }) => cli::secret_hash(cost),
         Command::Sign(args) => cli::sign(&args),
         Command::Healthcheck => run_async(cli::healthcheck()),
