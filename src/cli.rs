@@ -51,6 +51,18 @@ pub enum Command {
     },
     /// Apply pending schema migrations to GATEKEEPER_DATABASE_URL.
     Migrate,
+    /// Make the database match a declarative file, in one transaction.
+    Apply {
+        file: PathBuf,
+        /// Print the plan; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also delete what the database has and the file does not.
+        #[arg(long)]
+        prune: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when the local service answers /readyz (GATEKEEPER_ADMIN_LISTEN).
     Healthcheck,
     /// API keys: generate one for a file; in PostgreSQL mode create, list,

@@ -21,6 +21,12 @@ fn main() -> ExitCode {
         Command::Sign(args) => cli::sign(&args),
         Command::Healthcheck => run_async(cli::healthcheck()),
         Command::Migrate => run_async(cli::migrate()),
+        Command::Apply {
+            file,
+            dry_run,
+            prune,
+            json,
+        } => run_async(gatekeeper::apply::run(&file, dry_run, prune, json)),
         Command::Serve { config } => run_async(cli::serve(config)),
     }
 }
