@@ -63,6 +63,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Import from another system (dry run unless --apply).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Exit 0 when the local service answers /readyz (GATEKEEPER_ADMIN_LISTEN).
     Healthcheck,
     /// API keys: generate one for a file; in PostgreSQL mode create, list,
@@ -97,6 +100,22 @@ pub enum KeyCommand {
     },
     #[command(flatten)]
     Manage(crate::manage::KeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ImportCommand {
+    /// From a Python API Gatekeeper database: ids kept, keys as digests,
+    /// shared secrets sealed; reports what was widened, narrowed or skipped.
+    ApiGatekeeper {
+        /// The API Gatekeeper database URL.
+        #[arg(long)]
+        from: String,
+        /// Write into GATEKEEPER_DATABASE_URL (default: report only).
+        #[arg(long)]
+        apply: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

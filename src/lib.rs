@@ -16,6 +16,7 @@ pub mod core;
 pub mod db;
 pub mod file;
 pub mod http;
+pub mod import_cli;
 pub mod logging;
 pub mod manage;
 pub mod metrics;

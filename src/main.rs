@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use gatekeeper::cli::{self, Cli, Command, KeyCommand, SecretCommand};
+use gatekeeper::cli::{self, Cli, Command, ImportCommand, KeyCommand, SecretCommand};
 use gatekeeper::manage;
 
 fn main() -> ExitCode {
@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         Command::Sign(args) => cli::sign(&args),
         Command::Healthcheck => run_async(cli::healthcheck()),
         Command::Migrate => run_async(cli::migrate()),
+        Command::Import(ImportCommand::ApiGatekeeper { from, apply, json }) => {
+            run_async(gatekeeper::import_cli::run(&from, apply, json))
+        }
         Command::Apply {
             file,
             dry_run,

@@ -5,6 +5,7 @@
 //! those live beside the code that runs them. A URL may carry a password, so
 //! nothing here ever prints one: errors name the host and database at most.
 
+pub mod import;
 pub mod migrate;
 pub mod seal;
 pub mod source;
