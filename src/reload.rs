@@ -98,38 +98,68 @@ impl Reloader {
 
     pub fn reload(&mut self, trigger: &'static str) {
         self.seen = version_of(&self.path);
-        match load_policy(&self.path) {
-            Ok(policy) => {
-                let counts = policy.counts();
-                self.authorizer.replace_policy(policy);
-                publish_counts(counts.routes, counts.clients);
-                metrics::counter!(RELOADS, "result" => "ok").increment(1);
-                tracing::info!(
+        install(
+            &self.authorizer,
+            &self.status,
+            trigger,
+            load_policy(&self.path),
+            "rejected",
+        );
+    }
+}
+
+/// What every source does with a reload's outcome: a good policy is swapped
+/// in whole and confirmed fresh; a bad one is refused and the last good one
+/// keeps serving. Either way it is counted (`failure` labels the refusal),
+/// logged and shown in `/readyz`.
+pub fn install(
+    authorizer: &Authorizer,
+    status: &Mutex<ReloadStatus>,
+    trigger: &'static str,
+    result: Result<Policy, String>,
+    failure: &'static str,
+) {
+    let update = |f: &dyn Fn(&mut ReloadStatus)| {
+        if let Ok(mut s) = status.lock() {
+            f(&mut s);
+        }
+    };
+    match result {
+        Ok(policy) => {
+            let counts = policy.counts();
+            authorizer.replace_policy(policy);
+            authorizer.confirm_fresh();
+            publish_counts(counts.routes, counts.clients);
+            metrics::counter!(RELOADS, "result" => "ok").increment(1);
+            // The periodic safety net would flood the log at info.
+            match trigger {
+                "periodic" => tracing::debug!(
                     trigger,
                     routes = counts.routes,
                     clients = counts.clients,
                     "policy reloaded"
-                );
-                self.update(|s| {
-                    s.reloads += 1;
-                    s.loaded_at = Some(now_rfc3339());
-                    s.last_error = None;
-                });
+                ),
+                _ => tracing::info!(
+                    trigger,
+                    routes = counts.routes,
+                    clients = counts.clients,
+                    "policy reloaded"
+                ),
             }
-            Err(error) => {
-                metrics::counter!(RELOADS, "result" => "rejected").increment(1);
-                tracing::error!(trigger, %error, "new policy rejected; the last good one keeps serving");
-                self.update(|s| {
-                    s.rejected += 1;
-                    s.last_error = Some(error);
-                });
-            }
+            let loaded_at = now_rfc3339();
+            update(&|s| {
+                s.reloads += 1;
+                s.loaded_at = Some(loaded_at.clone());
+                s.last_error = None;
+            });
         }
-    }
-
-    fn update(&self, f: impl FnOnce(&mut ReloadStatus)) {
-        if let Ok(mut s) = self.status.lock() {
-            f(&mut s);
+        Err(error) => {
+            metrics::counter!(RELOADS, "result" => failure).increment(1);
+            tracing::error!(trigger, %error, "policy not reloaded; the last good one keeps serving");
+            update(&|s| {
+                s.rejected += 1;
+                s.last_error = Some(error.clone());
+            });
         }
     }
 }

@@ -21,8 +21,7 @@ use crate::core::policy::Policy;
 use crate::db::seal::MasterKey;
 use crate::db::store;
 use crate::http::admin::ReloadStatus;
-use crate::metrics::RELOADS;
-use crate::reload::{now_rfc3339, publish_counts};
+use crate::reload::install;
 
 /// The channel the triggers notify on.
 pub const CHANNEL: &str = "gatekeeper";
@@ -95,7 +94,9 @@ impl PgSource {
                 Ok(listener) => {
                     backoff = BACKOFF_START;
                     self.update(|s| s.listener_connected = Some(true));
-                    // Anything may have changed while we were not listening.
+                    // Anything may have changed while we were not listening:
+                    // flush what was verified against the old state, reload.
+                    self.authorizer.basic().clear();
                     self.reload("listener_connected").await;
                     let stopped = self.follow(listener.changes, &mut stop).await;
                     listener.task.abort();
@@ -200,35 +201,10 @@ impl PgSource {
     }
 
     async fn reload(&self, trigger: &'static str) {
-        match load_policy(&self.pool, self.master_key.as_ref()).await {
-            Ok(policy) => {
-                let counts = policy.counts();
-                self.authorizer.replace_policy(policy);
-                self.authorizer.basic().clear();
-                self.authorizer.confirm_fresh();
-                publish_counts(counts.routes, counts.clients);
-                metrics::counter!(RELOADS, "result" => "ok").increment(1);
-                tracing::debug!(
-                    trigger,
-                    routes = counts.routes,
-                    clients = counts.clients,
-                    "policy reloaded"
-                );
-                self.update(|s| {
-                    s.reloads += 1;
-                    s.loaded_at = Some(now_rfc3339());
-                    s.last_error = None;
-                });
-            }
-            Err(error) => {
-                metrics::counter!(RELOADS, "result" => "failed").increment(1);
-                tracing::error!(trigger, error = %format!("{error:#}"), "cannot reload the policy from PostgreSQL; the last one keeps serving");
-                self.update(|s| {
-                    s.rejected += 1;
-                    s.last_error = Some(format!("{error:#}"));
-                });
-            }
-        }
+        let result = load_policy(&self.pool, self.master_key.as_ref())
+            .await
+            .map_err(|e| format!("cannot load the policy from PostgreSQL: {e:#}"));
+        install(&self.authorizer, &self.status, trigger, result, "failed");
     }
 
     fn update(&self, f: impl FnOnce(&mut ReloadStatus)) {
