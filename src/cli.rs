@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::Source;
 use crate::authorizer::SystemClock;
 use crate::config::{Config, SETTINGS};
+use crate::core::model::without_line_end;
 use crate::core::policy::Policy;
 use crate::core::{apikey, signature};
 use crate::db::seal::MasterKey;
@@ -212,10 +213,8 @@ pub fn secret_hash(cost: u32) -> ExitCode {
     if std::io::stdin().read_to_string(&mut secret).is_err() {
         return fail(EXIT_CONFIG, "cannot read the secret from standard input");
     }
-    let secret = secret
-        .strip_suffix('\n')
-        .map(|s| s.strip_suffix('\r').unwrap_or(s))
-        .unwrap_or(&secret);
+    // Line ends are ASCII, so the cut is on a character boundary.
+    let secret = &secret[..without_line_end(secret.as_bytes()).len()];
     if secret.is_empty() {
         return fail(EXIT_CONFIG, "the secret on standard input is empty");
     }
@@ -230,14 +229,7 @@ pub fn secret_hash(cost: u32) -> ExitCode {
 
 pub fn sign(args: &SignArgs) -> ExitCode {
     let secret = match std::fs::read(&args.secret_file) {
-        Ok(mut s) => {
-            for end in [b'\n', b'\r'] {
-                if s.last() == Some(&end) {
-                    s.pop();
-                }
-            }
-            s
-        }
+        Ok(s) => without_line_end(&s).to_vec(),
         Err(e) => {
             return fail(
                 EXIT_CONFIG,

@@ -25,9 +25,9 @@ use time::OffsetDateTime;
 
 use crate::core::glob::Glob;
 use crate::core::model::{
-    valid_id, Client, ClientStatus, CredentialSet, CredentialType, Digest, Document, DomainPattern,
-    Grant, GrantMethods, KeyRecord, KeyStatus, Limit, Method, MethodRule, PathPattern, Route,
-    Secret,
+    valid_id, without_line_end, Client, ClientStatus, CredentialSet, CredentialType, Digest,
+    Document, DomainPattern, Grant, GrantMethods, KeyRecord, KeyStatus, Limit, Method, MethodRule,
+    PathPattern, Route, Secret,
 };
 
 /// One problem, naming its place, e.g. `route "ollama-api" (route #2)` and
@@ -659,17 +659,10 @@ fn secret_from_env(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
 
 /// The file's bytes with one trailing `\n` or `\r\n` removed (DESIGN §11).
 fn secret_from_file(path: &Path) -> Result<Secret, String> {
-    let mut bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.ends_with(b"\n") {
-        bytes.pop();
-        if bytes.ends_with(b"\r") {
-            bytes.pop();
-        }
-    }
-    match bytes.is_empty() {
-        true => Err(format!("{} is empty", path.display())),
-        false => Ok(Secret::new(bytes)),
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match without_line_end(&bytes) {
+        [] => Err(format!("{} is empty", path.display())),
+        secret => Ok(Secret::new(secret.to_vec())),
     }
 }
 

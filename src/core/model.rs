@@ -346,6 +346,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret as read from a file or standard input: one trailing line end
+/// (`\n` or `\r\n`) removed, nothing else (DESIGN §11). Every reader of a
+/// secret uses this, so the signer and the server agree on the key bytes.
+pub fn without_line_end(bytes: &[u8]) -> &[u8] {
+    match bytes.strip_suffix(b"\n") {
+        Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+        None => bytes,
+    }
+}
+
 /// A SHA-256 digest, written `sha256:<64 lower-case hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(pub [u8; 32]);
@@ -543,6 +553,15 @@ mod tests {
         assert!(!valid_id(""));
         assert!(!valid_id("team a"));
         assert!(!valid_id(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn one_line_end_comes_off_a_secret_and_nothing_else() {
+        assert_eq!(without_line_end(b"s3cret\n"), b"s3cret");
+        assert_eq!(without_line_end(b"s3cret\r\n"), b"s3cret");
+        assert_eq!(without_line_end(b"s3cret\n\n"), b"s3cret\n");
+        assert_eq!(without_line_end(b"s3cret\r"), b"s3cret\r");
+        assert_eq!(without_line_end(b" s3cret "), b" s3cret ");
     }
 
     #[test]

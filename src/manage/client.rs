@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use super::output::{json, or_dash, table};
 use super::{connect, exit_with, usage, ManageError};
-use crate::core::model::{valid_id, ClientStatus};
+use crate::core::model::{valid_id, without_line_end, ClientStatus};
 use crate::db::seal::{self, MasterKey};
 use crate::db::store::{self, ClientRow, NewClient};
 
@@ -223,8 +223,8 @@ fn read_secret(input: &mut impl Read) -> Result<String, ManageError> {
     input
         .read_to_string(&mut text)
         .map_err(|_| usage("cannot read the secret from standard input (UTF-8 text expected)"))?;
-    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    // Line ends are ASCII, so the cut is on a character boundary.
+    let trimmed = &text[..without_line_end(text.as_bytes()).len()];
     match trimmed.is_empty() {
         true => Err(usage("the secret on standard input is empty")),
         false => Ok(trimmed.to_owned()),
