@@ -185,18 +185,15 @@ pub async fn run(file: &Path, dry_run: bool, prune: bool, json: bool) -> ExitCod
         Ok(config) => config,
         Err(e) => return fail(EXIT_CONFIG, e),
     };
-    let Some(url) = config.database_url else {
+    let Some(url) = config.database_url.clone() else {
         return fail(
             EXIT_CONFIG,
             "GATEKEEPER_DATABASE_URL: set it to the database `apply` writes to",
         );
     };
-    let master_key = match &config.master_key {
-        Some(k) => match MasterKey::parse(&k.0) {
-            Ok(key) => Some(key),
-            Err(e) => return fail(EXIT_CONFIG, format!("GATEKEEPER_MASTER_KEY: {e}")),
-        },
-        None => None,
+    let master_key = match config.sealing_key() {
+        Ok(key) => key,
+        Err(e) => return fail(EXIT_CONFIG, e),
     };
     let doc = match crate::file::load(file) {
         Ok(doc) => doc,

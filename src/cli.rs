@@ -16,7 +16,6 @@ use crate::config::{Config, SETTINGS};
 use crate::core::model::without_line_end;
 use crate::core::policy::Policy;
 use crate::core::{apikey, signature};
-use crate::db::seal::MasterKey;
 use crate::file::Summary;
 
 /// Invalid environment or flags.
@@ -381,13 +380,9 @@ async fn postgres_source(config: &Config, url: String) -> Prepared {
             "GATEKEEPER_CONFIG: PostgreSQL mode reads the database; use `gatekeeper apply FILE` to load a file into it".into(),
         ));
     }
-    let master_key = match &config.master_key {
-        Some(k) => Some(
-            MasterKey::parse(&k.0)
-                .map_err(|e| (EXIT_CONFIG, format!("GATEKEEPER_MASTER_KEY: {e}")))?,
-        ),
-        None => None,
-    };
+    let master_key = config
+        .sealing_key()
+        .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     crate::db::migrate::ensure_current(&url)
         .await
         .map_err(|e| (1, format!("{e:#}")))?;

@@ -10,6 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::db::seal::MasterKey;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7843";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7844";
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -174,7 +176,7 @@ impl std::fmt::Debug for SecretSetting {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: Option<SecretSetting>,
-    /// Parsed when PostgreSQL mode starts (`db::seal::MasterKey::parse`).
+    /// Its text; `sealing_key` parses it where a command needs it.
     pub master_key: Option<SecretSetting>,
     pub max_staleness: Duration,
     pub db_reload_interval: Duration,
@@ -331,6 +333,22 @@ fn secret_setting(
             .map(|v| Some(v.trim_end_matches(['\n', '\r']).to_owned()))
             .map_err(|e| err(file_name, format!("cannot read {path}: {e}"))),
         (None, None) => Ok(None),
+    }
+}
+
+/// `GATEKEEPER_MASTER_KEY` as a key; a bad value names the setting, never
+/// the value. The one place that turns the setting into a `MasterKey`.
+pub fn parse_master_key(text: &str) -> Result<MasterKey, ConfigError> {
+    MasterKey::parse(text).map_err(|e| err("GATEKEEPER_MASTER_KEY", e.to_string()))
+}
+
+impl Config {
+    /// The master key, parsed, when one is set.
+    pub fn sealing_key(&self) -> Result<Option<MasterKey>, ConfigError> {
+        self.master_key
+            .as_ref()
+            .map(|k| parse_master_key(&k.0))
+            .transpose()
     }
 }
 

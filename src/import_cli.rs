@@ -10,7 +10,6 @@ use crate::apply::{plan_and_apply, render, ApplyError};
 use crate::cli::{fail, EXIT_CONFIG};
 use crate::config::Config;
 use crate::db::import::{read_api_gatekeeper, Import, Report};
-use crate::db::seal::MasterKey;
 
 pub async fn run(from: &str, apply: bool, json: bool) -> ExitCode {
     let config = match Config::from_env() {
@@ -22,7 +21,7 @@ pub async fn run(from: &str, apply: bool, json: bool) -> ExitCode {
         Err(message) => return fail(1, message),
     };
     print_report(&import.report, json);
-    let Some(url) = config.database_url else {
+    let Some(url) = config.database_url.clone() else {
         if apply {
             return fail(
                 EXIT_CONFIG,
@@ -34,14 +33,9 @@ pub async fn run(from: &str, apply: bool, json: bool) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     };
-    let master_key = match config
-        .master_key
-        .as_ref()
-        .map(|k| MasterKey::parse(&k.0))
-        .transpose()
-    {
+    let master_key = match config.sealing_key() {
         Ok(key) => key,
-        Err(e) => return fail(EXIT_CONFIG, format!("GATEKEEPER_MASTER_KEY: {e}")),
+        Err(e) => return fail(EXIT_CONFIG, e),
     };
     match plan_and_apply(&url.0, &import.document, master_key.as_ref(), !apply, false).await {
         Ok(plan) => {

@@ -9,8 +9,9 @@ use clap::Subcommand;
 
 use super::output::{json, or_dash, table};
 use super::{connect, exit_with, usage, ManageError};
+use crate::config::parse_master_key;
 use crate::core::model::{valid_id, without_line_end, ClientStatus};
-use crate::db::seal::{self, MasterKey};
+use crate::db::seal;
 use crate::db::store::{self, ClientRow, NewClient};
 
 /// bcrypt cost for Basic secrets unless `--cost` says otherwise.
@@ -175,8 +176,7 @@ async fn run_secret(
             let key = master_key.ok_or_else(|| {
                 usage("GATEKEEPER_MASTER_KEY: set it (or GATEKEEPER_MASTER_KEY_FILE) to store an HMAC secret")
             })?;
-            let key =
-                MasterKey::parse(key).map_err(|e| usage(format!("GATEKEEPER_MASTER_KEY: {e}")))?;
+            let key = parse_master_key(key).map_err(|e| usage(e.to_string()))?;
             let secret = hmac_secret()?;
             let sealed = seal::seal(&key, &id, secret.as_bytes())
                 .map_err(|e| ManageError::Failed(e.to_string()))?;
