@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{poll_until, Gatekeeper, Req};
-use gatekeeper::core::model::Digest;
-use pg::TestDb;
+use pg::{digest_literal, seeded_chat, TestDb};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -62,24 +61,6 @@ async fn forward(mut client: TcpStream, upstream: SocketAddr, mut up: watch::Rec
     }
 }
 
-fn digest_literal(key: &str) -> String {
-    format!("'\\x{}'::bytea", hex::encode(Digest::of(key.as_bytes()).0))
-}
-
-async fn seeded() -> TestDb {
-    let db = TestDb::new().await;
-    let sql = format!(
-        "INSERT INTO gk_routes (id, domain, path, service) VALUES ('chat', '*', '/v1/*', 'openai');
-         INSERT INTO gk_route_methods (route_id, method, credentials) VALUES ('chat', 'POST', ARRAY['api_key']);
-         INSERT INTO gk_clients (id, name) VALUES ('c1', 'Client one');
-         INSERT INTO gk_api_keys (id, client_id, digest) VALUES ('k1', 'c1', {});
-         INSERT INTO gk_grants (client_id, route_id, methods) VALUES ('c1', 'chat', ARRAY['POST']);",
-        digest_literal(KEY)
-    );
-    db.client().await.batch_execute(&sql).await.expect("seed");
-    db
-}
-
 /// The test database's URL, pointed through the proxy.
 fn through(db: &TestDb, proxy: &Proxy) -> String {
     format!(
@@ -94,7 +75,7 @@ fn chat(gk: &Gatekeeper, key: &str) -> common::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_keeps_cached_keys_refuses_unknown_ones_and_recovers_by_itself() {
-    let db = seeded().await;
+    let db = seeded_chat(KEY).await;
     let proxy = Arc::new(Proxy::start("127.0.0.1:5432".parse().unwrap()).await);
     let url = through(&db, &proxy);
     let gk = Gatekeeper::start_postgres(&[
@@ -140,7 +121,7 @@ async fn an_outage_keeps_cached_keys_refuses_unknown_ones_and_recovers_by_itself
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_staleness_bound_even_cached_keys_are_refused_until_the_database_returns() {
-    let db = seeded().await;
+    let db = seeded_chat(KEY).await;
     let proxy = Arc::new(Proxy::start("127.0.0.1:5432".parse().unwrap()).await);
     let url = through(&db, &proxy);
     let gk = Gatekeeper::start_postgres(&[

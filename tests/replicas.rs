@@ -8,30 +8,10 @@ mod pg;
 use std::time::{Duration, Instant};
 
 use common::{poll_until, Gatekeeper, Req};
-use gatekeeper::core::model::Digest;
-use pg::TestDb;
+use pg::{digest_literal, seeded_chat, TestDb};
 
 const KEY: &str = "replica-test-key-0001";
 const NEW_KEY: &str = "replica-test-key-0002";
-
-fn digest_literal(key: &str) -> String {
-    format!("'\\x{}'::bytea", hex::encode(Digest::of(key.as_bytes()).0))
-}
-
-async fn seeded() -> TestDb {
-    let db = TestDb::new().await;
-    let c = db.client().await;
-    let sql = format!(
-        "INSERT INTO gk_routes (id, domain, path, service) VALUES ('chat', '*', '/v1/*', 'openai');
-         INSERT INTO gk_route_methods (route_id, method, credentials) VALUES ('chat', 'POST', ARRAY['api_key']);
-         INSERT INTO gk_clients (id, name) VALUES ('c1', 'Client one');
-         INSERT INTO gk_api_keys (id, client_id, digest) VALUES ('k1', 'c1', {});
-         INSERT INTO gk_grants (client_id, route_id, methods) VALUES ('c1', 'chat', ARRAY['POST']);",
-        digest_literal(KEY)
-    );
-    c.batch_execute(&sql).await.expect("seed");
-    db
-}
 
 fn replica(db: &TestDb) -> Gatekeeper {
     Gatekeeper::start_postgres(&[("GATEKEEPER_DATABASE_URL", db.url.as_str())])
@@ -61,7 +41,7 @@ fn refused_by_both_within(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_key_is_refused_by_every_replica_within_a_second() {
-    let db = seeded().await;
+    let db = seeded_chat(KEY).await;
     let (a, b) = (replica(&db), replica(&db));
     assert_eq!(chat(&a, KEY).status, 200);
     assert_eq!(chat(&b, KEY).status, 200);
@@ -74,7 +54,7 @@ async fn a_revoked_key_is_refused_by_every_replica_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspension_grant_and_route_deletion_reach_every_replica_within_a_second() {
-    let db = seeded().await;
+    let db = seeded_chat(KEY).await;
     let (a, b) = (replica(&db), replica(&db));
     let c = db.client().await;
     let steps = [
@@ -96,7 +76,7 @@ async fn suspension_grant_and_route_deletion_reach_every_replica_within_a_second
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_still_propagates_after_the_listener_connection_is_killed() {
-    let db = seeded().await;
+    let db = seeded_chat(KEY).await;
     let (a, b) = (replica(&db), replica(&db));
     assert_eq!(chat(&a, KEY).status, 200);
     let c = db.client().await;
@@ -128,7 +108,7 @@ async fn revocation_still_propagates_after_the_listener_connection_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_created_after_start_is_accepted_at_once() {
-    let db = seeded().await;
+    let db = seeded_chat(KEY).await;
     let a = replica(&db);
     assert_eq!(chat(&a, NEW_KEY).reason(), "invalid_credentials");
     let c = db.client().await;
@@ -157,7 +137,7 @@ async fn serve_refuses_a_database_whose_schema_is_behind_and_names_the_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_use_is_written_to_last_used_at_in_batches() {
-    let db = seeded().await;
+    let db = seeded_chat(KEY).await;
     let a = Gatekeeper::start_postgres(&[
         ("GATEKEEPER_DATABASE_URL", db.url.as_str()),
         ("GATEKEEPER_LAST_USED_INTERVAL", "200ms"),

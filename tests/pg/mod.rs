@@ -211,3 +211,25 @@ fn random_hex(bytes: usize) -> String {
     getrandom::getrandom(&mut buf).expect("random bytes");
     hex::encode(buf)
 }
+
+/// `key` as a `bytea` literal of its SHA-256 digest, for seed SQL.
+pub fn digest_literal(key: &str) -> String {
+    let digest = gatekeeper::core::model::Digest::of(key.as_bytes());
+    format!("'\\x{}'::bytea", hex::encode(digest.0))
+}
+
+/// A fresh database with one policy: route `chat` (`*`, `/v1/*`, POST with an
+/// API key), client `c1` holding key `k1` = `key`, and its grant on `chat`.
+pub async fn seeded_chat(key: &str) -> TestDb {
+    let db = TestDb::new().await;
+    let sql = format!(
+        "INSERT INTO gk_routes (id, domain, path, service) VALUES ('chat', '*', '/v1/*', 'openai');
+         INSERT INTO gk_route_methods (route_id, method, credentials) VALUES ('chat', 'POST', ARRAY['api_key']);
+         INSERT INTO gk_clients (id, name) VALUES ('c1', 'Client one');
+         INSERT INTO gk_api_keys (id, client_id, digest) VALUES ('k1', 'c1', {});
+         INSERT INTO gk_grants (client_id, route_id, methods) VALUES ('c1', 'chat', ARRAY['POST']);",
+        digest_literal(key)
+    );
+    db.client().await.batch_execute(&sql).await.expect("seed");
+    db
+}
