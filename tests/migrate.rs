@@ -7,11 +7,10 @@ mod pg;
 
 use std::time::Duration;
 
-use futures_util::future::poll_fn;
 use gatekeeper::db::migrate::{self, MigrateError, MIGRATIONS};
 use pg::TestDb;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+use tokio_postgres::{Client, Notification};
 
 const NOTIFY_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -182,25 +181,6 @@ async fn every_statement_of_migrate_prepares_against_a_migrated_database() {
     db.assert_statements_prepare(migrate::STATEMENTS).await;
 }
 
-/// A connection listening on the `gatekeeper` channel; notifications arrive
-/// on the receiver until the client is dropped.
-async fn listen(db: &TestDb) -> (Client, mpsc::UnboundedReceiver<Notification>) {
-    let (client, mut connection) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        // Polling for messages is also what drives the connection.
-        while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
-            if let AsyncMessage::Notification(n) = message {
-                if tx.send(n).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    client.batch_execute("LISTEN gatekeeper").await.unwrap();
-    (client, rx)
-}
-
 /// The next change announced, as JSON, within the deadline.
 async fn next_change(rx: &mut mpsc::UnboundedReceiver<Notification>) -> serde_json::Value {
     let n = tokio::time::timeout(NOTIFY_DEADLINE, rx.recv())
@@ -214,7 +194,7 @@ async fn next_change(rx: &mut mpsc::UnboundedReceiver<Notification>) -> serde_js
 #[tokio::test]
 async fn adding_a_client_is_announced_on_the_gatekeeper_channel() {
     let db = TestDb::new().await;
-    let (_listener, mut changes) = listen(&db).await;
+    let (_listener, mut changes) = db.listen().await;
 
     db.client()
         .await
@@ -242,7 +222,7 @@ async fn a_secret_change_is_announced_without_the_secret() {
         )
         .await
         .unwrap();
-    let (_listener, mut changes) = listen(&db).await;
+    let (_listener, mut changes) = db.listen().await;
     let hash = format!("$2b$04${}", "s".repeat(53));
 
     writer
@@ -270,7 +250,7 @@ async fn recording_that_a_key_was_used_is_not_announced() {
         )
         .await
         .unwrap();
-    let (_listener, mut changes) = listen(&db).await;
+    let (_listener, mut changes) = db.listen().await;
 
     writer
         .batch_execute(

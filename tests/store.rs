@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::poll_fn;
 use gatekeeper::core::glob::Glob;
 use gatekeeper::core::model::{
     ClientStatus, CredentialSet, CredentialType, Digest, Document, DomainPattern, Grant,
@@ -20,7 +19,7 @@ use gatekeeper::db::seal::{self, MasterKey};
 use gatekeeper::db::store::{self, NewClient, StoreError};
 use pg::TestDb;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+use tokio_postgres::{Client, Notification};
 
 const NOTIFY_DEADLINE: Duration = Duration::from_secs(5);
 /// How long "no notification" is watched for after the marker arrives.
@@ -212,23 +211,6 @@ async fn load(client: &Client) -> Document {
     store::load_document(client, Some(&master_key()))
         .await
         .unwrap()
-}
-
-/// A connection listening on the `gatekeeper` channel.
-async fn listen(db: &TestDb) -> (Client, mpsc::UnboundedReceiver<Notification>) {
-    let (client, mut connection) = tokio_postgres::connect(&db.url, NoTls).await.unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = poll_fn(|cx| connection.poll_message(cx)).await {
-            if let AsyncMessage::Notification(n) = message {
-                if tx.send(n).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    client.batch_execute("LISTEN gatekeeper").await.unwrap();
-    (client, rx)
 }
 
 async fn next_payload(rx: &mut mpsc::UnboundedReceiver<Notification>) -> String {
@@ -536,7 +518,7 @@ async fn routes_grants_and_limits_are_replaced_by_their_updates() {
 #[tokio::test]
 async fn touching_last_used_updates_a_batch_without_announcing_it() {
     let (db, client) = seeded().await;
-    let (_listener, mut changes) = listen(&db).await;
+    let (_listener, mut changes) = db.listen().await;
 
     let touched = store::touch_keys_last_used(
         &client,
@@ -568,7 +550,7 @@ async fn touching_last_used_updates_a_batch_without_announcing_it() {
 #[tokio::test]
 async fn revoking_a_key_is_announced_to_replicas() {
     let (db, client) = seeded().await;
-    let (_listener, mut changes) = listen(&db).await;
+    let (_listener, mut changes) = db.listen().await;
 
     store::set_key_status(&client, "ka1", KeyStatus::Revoked)
         .await

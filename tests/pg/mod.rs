@@ -233,3 +233,33 @@ pub async fn seeded_chat(key: &str) -> TestDb {
     db.client().await.batch_execute(&sql).await.expect("seed");
     db
 }
+
+impl TestDb {
+    /// A connection listening on the `gatekeeper` channel; notifications
+    /// arrive on the receiver until the client is dropped.
+    pub async fn listen(
+        &self,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    ) {
+        let (client, mut connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            // Polling for messages is also what drives the connection.
+            while let Some(Ok(message)) =
+                std::future::poll_fn(|cx| connection.poll_message(cx)).await
+            {
+                if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                    if tx.send(n).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        client.batch_execute("LISTEN gatekeeper").await.unwrap();
+        (client, rx)
+    }
+}
