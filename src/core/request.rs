@@ -82,11 +82,14 @@ fn uri_query(uri: Option<&[u8]>) -> Option<&str> {
     uri.split_once('?').map(|(_, q)| q)
 }
 
+/// Whether `X-Original-Body` says the original body came along (the njs
+/// bridge sends `present`). The edge reads the body only then.
+pub fn body_forwarded(marker: Option<&[u8]>) -> bool {
+    marker.is_some_and(|m| m.eq_ignore_ascii_case(b"present"))
+}
+
 fn body_state<'a>(raw: &RawRequest<'a>) -> Result<Body<'a>, Reason> {
-    let marked = raw
-        .body_marker
-        .is_some_and(|m| m.eq_ignore_ascii_case(b"present"));
-    if marked {
+    if body_forwarded(raw.body_marker) {
         return Ok(Body::Forwarded(raw.body.unwrap_or_default()));
     }
     Ok(Body::NotForwarded {

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use crate::authorizer::Authorizer;
 use crate::config::Cidr;
 use crate::core::decision::{Allow, Decision, Deny, RateInfo, Reason};
-use crate::core::request::{AuthRequest, RawRequest};
+use crate::core::request::{body_forwarded, AuthRequest, RawRequest};
 
 pub struct AuthzState {
     pub authorizer: Arc<Authorizer>,
@@ -76,9 +76,7 @@ async fn read_body(
     payload: &mut web::Payload,
     max: usize,
 ) -> Result<Option<Vec<u8>>, Reason> {
-    let marked =
-        bytes(req.headers(), "x-original-body").is_some_and(|m| m.eq_ignore_ascii_case(b"present"));
-    if !marked {
+    if !body_forwarded(bytes(req.headers(), "x-original-body")) {
         return Ok(None);
     }
     let mut body = Vec::new();
