@@ -3,8 +3,11 @@
 //! This module owns the limiting arithmetic and the in-process store that
 //! every worker shares. It is pure: the caller passes the time (monotonic
 //! nanoseconds) and builds the keys (`c:<client>`, `g:<client>:<route>`); it
-//! reads no clock and does no I/O. The Redis limiter reuses the formulas
-//! below verbatim in its Lua script.
+//! reads no clock and does no I/O. The Redis limiter
+//! (`shared::limiter`) runs the state step below (`base`, `debt`, admission,
+//! new TAT) in its Lua script, in microseconds, and hands each `debt` back
+//! to [`Gcra::verdict`] and [`combine`]: the header and selection rules live
+//! here only.
 //!
 //! # Formulas (all times in nanoseconds, all arithmetic saturating)
 //!
@@ -17,13 +20,14 @@
 //! it was computed for. A missing key, a key stored for another limit, or a
 //! `tat ≤ now` all mean "full": `tat = now`. For a request at `now`:
 //!
-//! - `debt = max(tat, now) + T - now` — how far ahead the TAT would be;
+//! - `base = max(tat, now)`, `ahead = base - now`;
+//! - `debt = base + T - now` — how far ahead the TAT would be;
 //! - **admitted** iff `debt ≤ tau`; then `tat := now + debt` and
 //!   - `remaining = (tau - debt) / T` (floor; `burst - 1` from full, then 0),
 //!   - `reset = ceil_secs(debt)` — until the new TAT is reached: full again;
 //! - **denied** otherwise, nothing stored, and
 //!   - `retry_after = max(1, ceil_secs(debt - tau))` — when `debt` will fit,
-//!   - `remaining = 0`, `reset = ceil_secs(max(tat, now) - now)`.
+//!   - `remaining = 0`, `reset = ceil_secs(ahead)`.
 //!
 //! So `burst` requests pass back to back from full, then one every `T`, and
 //! the window slides: there is no doubling at window boundaries.
@@ -36,7 +40,9 @@
 //! puts the grant's limit first). A denial carries the longest
 //! `retry_after` among the denying limits (the earlier on a tie) and
 //! describes that limit. A key repeated within one call counts once, with
-//! its first limit.
+//! its first limit. [`combine`] makes this choice for both limiters.
+//!
+//! [`LocalLimiter::peek`] judges the same way and stores nothing.
 //!
 //! # Memory bound
 //!
@@ -70,12 +76,46 @@ pub struct Charge<'a> {
 }
 
 /// A request some limit refused.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateDenied {
     /// Whole seconds, at least 1, until every denying limit would admit it.
     pub retry_after_secs: u64,
     /// The denying limit, with `remaining` 0.
     pub info: RateInfo,
+}
+
+/// What one limit says about one request, before the choice among limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admitted: the headers this limit would give.
+    Admit(RateInfo),
+    Deny(RateDenied),
+}
+
+/// The verdict of a whole call: denied if any limit denies (with the
+/// longest `retry_after`, the earlier on a tie), else admitted with the
+/// headers of the lowest `remaining` (the earlier on a tie); `Ok(None)` for
+/// no verdicts. `verdicts` come in charge order, one per distinct key.
+pub fn combine(
+    verdicts: impl IntoIterator<Item = Verdict>,
+) -> Result<Option<RateInfo>, RateDenied> {
+    let mut tightest: Option<RateInfo> = None;
+    let mut longest: Option<RateDenied> = None;
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Admit(info) => {
+                if tightest.is_none_or(|t| info.remaining < t.remaining) {
+                    tightest = Some(info);
+                }
+            }
+            Verdict::Deny(denied) => {
+                if longest.is_none_or(|l| denied.retry_after_secs > l.retry_after_secs) {
+                    longest = Some(denied);
+                }
+            }
+        }
+    }
+    longest.map_or(Ok(tightest), Err)
 }
 
 /// The state of one key.
@@ -86,57 +126,62 @@ struct Entry {
 }
 
 /// A limit's GCRA parameters, in nanoseconds.
-#[derive(Clone, Copy, Debug)]
-struct Gcra {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gcra {
     count: u32,
     interval: u64,
     tolerance: u64,
 }
 
-/// What one limit says about one request.
-#[derive(Clone, Copy, Debug)]
-enum Verdict {
-    Admit {
-        tat: u64,
-        info: RateInfo,
-    },
-    Deny {
-        retry_after_secs: u64,
-        info: RateInfo,
-    },
-}
-
 impl Gcra {
     /// `T` and `tau`; a zero count or burst (not parseable, but constructible)
     /// is taken as 1 so nothing divides by zero.
-    fn of(limit: &Limit) -> Gcra {
+    pub fn of(limit: &Limit) -> Gcra {
         let window = u64::try_from(limit.window.as_nanos()).unwrap_or(u64::MAX);
         let interval = (window / u64::from(limit.count.max(1))).max(1);
+        Gcra::new(limit.count, interval, limit.burst)
+    }
+
+    /// `T = interval` (at least 1) and `tau = burst × T`, for a store that
+    /// counts time in coarser units than nanoseconds and rounds `T` first.
+    pub fn new(count: u32, interval_nanos: u64, burst: u32) -> Gcra {
+        let interval = interval_nanos.max(1);
         Gcra {
-            count: limit.count,
+            count,
             interval,
-            tolerance: interval.saturating_mul(u64::from(limit.burst.max(1))),
+            tolerance: interval.saturating_mul(u64::from(burst.max(1))),
         }
     }
 
-    /// Judges a request at `now` against the stored TAT (`None`: full).
-    fn judge(&self, tat: Option<u64>, now: u64) -> Verdict {
+    /// `T`, in nanoseconds.
+    pub fn interval_nanos(&self) -> u64 {
+        self.interval
+    }
+
+    /// `tau`, in nanoseconds.
+    pub fn tolerance_nanos(&self) -> u64 {
+        self.tolerance
+    }
+
+    /// Judges a request at `now` against the stored TAT (`None`: full), and
+    /// says the TAT to store if it is admitted.
+    fn judge(&self, tat: Option<u64>, now: u64) -> (Verdict, u64) {
         let base = tat.map_or(now, |tat| tat.max(now));
         let debt = base.saturating_add(self.interval).saturating_sub(now);
+        (self.verdict(debt, base - now), now.saturating_add(debt))
+    }
+
+    /// The verdict for a request whose `debt` the store computed, where
+    /// `ahead = max(tat, now) - now` (see the module docs).
+    pub fn verdict(&self, debt: u64, ahead: u64) -> Verdict {
         if debt <= self.tolerance {
             let remaining = (self.tolerance - debt) / self.interval;
-            let info = self.info(remaining, debt);
-            Verdict::Admit {
-                tat: now.saturating_add(debt),
-                info,
-            }
+            Verdict::Admit(self.info(remaining, debt))
         } else {
-            let retry_after_secs = ceil_secs(debt - self.tolerance).max(1);
-            let info = self.info(0, base - now);
-            Verdict::Deny {
-                retry_after_secs,
-                info,
-            }
+            Verdict::Deny(RateDenied {
+                retry_after_secs: ceil_secs(debt - self.tolerance).max(1),
+                info: self.info(0, ahead),
+            })
         }
     }
 
@@ -153,8 +198,9 @@ fn ceil_secs(nanos: u64) -> u64 {
     nanos.div_ceil(NANOS_PER_SEC)
 }
 
-/// The charges whose key did not already appear earlier in the slice.
-fn distinct<'c, 'k>(charges: &'c [Charge<'k>]) -> impl Iterator<Item = &'c Charge<'k>> {
+/// The charges whose key did not already appear earlier in the slice: a
+/// repeated key counts once, with its first limit.
+pub fn distinct<'c, 'k>(charges: &'c [Charge<'k>]) -> impl Iterator<Item = &'c Charge<'k>> {
     charges
         .iter()
         .enumerate()
@@ -192,8 +238,21 @@ impl LocalLimiter {
         if entries.len().saturating_add(charges.len()) > self.max_entries {
             make_room(&mut entries, self.max_entries, now_nanos);
         }
-        check(&entries, charges, now_nanos)?;
-        Ok(charge(&mut entries, self.max_entries, charges, now_nanos))
+        let verdicts = distinct(charges).map(|c| judge(&entries, c, now_nanos).0);
+        let info = combine(verdicts)?;
+        for c in distinct(charges) {
+            let (_, tat) = judge(&entries, c, now_nanos);
+            store(&mut entries, self.max_entries, c, tat);
+        }
+        Ok(info)
+    }
+
+    /// Whether `check_and_charge` would admit these charges now; stores
+    /// nothing. For throttles that charge on another event: "would one more
+    /// failure from this address still be admitted?"
+    pub fn peek(&self, charges: &[Charge<'_>], now_nanos: u64) -> Result<(), RateDenied> {
+        let entries = self.lock();
+        combine(distinct(charges).map(|c| judge(&entries, c, now_nanos).0)).map(|_| ())
     }
 
     /// The number of keys stored.
@@ -212,63 +271,14 @@ impl LocalLimiter {
     }
 }
 
-/// The stored TAT for a charge, if it was computed for the same limit.
-fn stored_tat(entries: &HashMap<LimitKey, Entry>, charge: &Charge<'_>) -> Option<u64> {
-    entries
+/// One charge judged against its stored state: a TAT computed for another
+/// limit counts as full.
+fn judge(entries: &HashMap<LimitKey, Entry>, charge: &Charge<'_>, now: u64) -> (Verdict, u64) {
+    let tat = entries
         .get(charge.key)
         .filter(|e| e.limit == charge.limit)
-        .map(|e| e.tat)
-}
-
-/// Fails with the longest wait if any charge denies; stores nothing.
-fn check(
-    entries: &HashMap<LimitKey, Entry>,
-    charges: &[Charge<'_>],
-    now: u64,
-) -> Result<(), RateDenied> {
-    let mut denied: Option<RateDenied> = None;
-    for c in distinct(charges) {
-        let verdict = Gcra::of(&c.limit).judge(stored_tat(entries, c), now);
-        if let Verdict::Deny {
-            retry_after_secs,
-            info,
-        } = verdict
-        {
-            match &denied {
-                Some(d) if d.retry_after_secs >= retry_after_secs => {}
-                _ => {
-                    denied = Some(RateDenied {
-                        retry_after_secs,
-                        info,
-                    })
-                }
-            }
-        }
-    }
-    denied.map_or(Ok(()), Err)
-}
-
-/// Charges every limit (all admit: `check` ran under the same lock) and
-/// returns the tighter one's headers.
-fn charge(
-    entries: &mut HashMap<LimitKey, Entry>,
-    max_entries: usize,
-    charges: &[Charge<'_>],
-    now: u64,
-) -> Option<RateInfo> {
-    let mut tightest: Option<RateInfo> = None;
-    for c in distinct(charges) {
-        let Verdict::Admit { tat, info } = Gcra::of(&c.limit).judge(stored_tat(entries, c), now)
-        else {
-            continue;
-        };
-        store(entries, max_entries, c, tat);
-        match tightest {
-            Some(t) if t.remaining <= info.remaining => {}
-            _ => tightest = Some(info),
-        }
-    }
-    tightest
+        .map(|e| e.tat);
+    Gcra::of(&charge.limit).judge(tat, now)
 }
 
 /// Stores a key's new TAT, unless it is new and the map is at its bound.

@@ -284,3 +284,108 @@ fn a_poisoned_lock_is_recovered() {
     assert!(one(&l, &key("c:a"), limit("1/1m"), 0).is_ok());
     assert_eq!(l.len(), 1);
 }
+
+fn charge(key: &LimitKey, limit: Limit) -> Charge<'_> {
+    Charge { key, limit }
+}
+
+#[test]
+fn peek_predicts_the_charge_and_stores_nothing() {
+    let (l, k, lim) = (LocalLimiter::new(100), key("f:10.0.0.1"), limit("2/1m"));
+    let charges = [charge(&k, lim)];
+    for _ in 0..5 {
+        assert_eq!(l.peek(&charges, 0), Ok(()));
+    }
+    assert!(l.is_empty());
+    assert!(l.check_and_charge(&charges, 0).is_ok());
+    assert_eq!(l.peek(&charges, 0), Ok(()));
+    assert!(l.check_and_charge(&charges, 0).is_ok());
+    let peeked = l.peek(&charges, 0).unwrap_err();
+    assert_eq!(Err(peeked), l.check_and_charge(&charges, 0));
+    assert_eq!(peeked.retry_after_secs, 30);
+    assert_eq!(l.peek(&charges, 30 * SEC), Ok(()));
+}
+
+#[test]
+fn peek_denies_when_any_charge_denies_and_charges_none() {
+    let l = LocalLimiter::new(100);
+    let (tight, loose) = (key("g:a:r"), key("c:a"));
+    assert!(one(&l, &tight, limit("1/1m"), 0).is_ok());
+    let both = [
+        charge(&loose, limit("10/1m")),
+        charge(&tight, limit("1/1m")),
+    ];
+    assert_eq!(l.peek(&both, 0).map_err(|d| d.info.limit), Err(1));
+    assert_eq!(l.len(), 1);
+    assert_eq!(l.peek(&[], 0), Ok(()));
+}
+
+#[test]
+fn peek_treats_a_state_for_another_limit_as_full() {
+    let (l, k) = (LocalLimiter::new(100), key("f:a"));
+    assert!(one(&l, &k, limit("1/1h"), 0).is_ok());
+    assert!(l.peek(&[charge(&k, limit("1/1h"))], 0).is_err());
+    assert_eq!(l.peek(&[charge(&k, limit("2/1h"))], 0), Ok(()));
+}
+
+fn admit(limit: u32, remaining: u32) -> Verdict {
+    Verdict::Admit(RateInfo {
+        limit,
+        remaining,
+        reset_secs: 1,
+    })
+}
+
+fn deny(limit: u32, retry_after_secs: u64) -> Verdict {
+    let info = RateInfo {
+        limit,
+        remaining: 0,
+        reset_secs: 1,
+    };
+    Verdict::Deny(RateDenied {
+        retry_after_secs,
+        info,
+    })
+}
+
+#[test]
+fn combine_picks_the_lowest_remaining_and_the_earlier_on_a_tie() {
+    assert_eq!(combine([]), Ok(None));
+    let picked = |v: Vec<Verdict>| combine(v).map(|i| i.map(|i| i.limit));
+    assert_eq!(
+        picked(vec![admit(1, 5), admit(2, 3), admit(3, 4)]),
+        Ok(Some(2))
+    );
+    assert_eq!(picked(vec![admit(1, 3), admit(2, 3)]), Ok(Some(1)));
+}
+
+#[test]
+fn combine_denies_with_the_longest_wait_and_the_earlier_on_a_tie() {
+    let picked = |v: Vec<Verdict>| combine(v).map_err(|d| (d.info.limit, d.retry_after_secs));
+    assert_eq!(picked(vec![admit(1, 0), deny(2, 5)]), Err((2, 5)));
+    assert_eq!(
+        picked(vec![deny(1, 5), deny(2, 9), deny(3, 7)]),
+        Err((2, 9))
+    );
+    assert_eq!(
+        picked(vec![deny(1, 9), admit(4, 9), deny(2, 9)]),
+        Err((1, 9))
+    );
+}
+
+#[test]
+fn a_verdict_from_a_stores_debt_and_ahead_matches_the_local_judgement() {
+    let gcra = Gcra::of(&limit("5/1m"));
+    let (verdict, tat) = gcra.judge(Some(30 * SEC), 6 * SEC);
+    // ahead = 30 - 6 = 24 s; debt = 24 + 12 = 36 s; the new TAT is 6 + 36.
+    assert_eq!(tat, 42 * SEC);
+    assert_eq!(verdict, gcra.verdict(36 * SEC, 24 * SEC));
+    assert_eq!(
+        verdict,
+        Verdict::Admit(RateInfo {
+            limit: 5,
+            remaining: 2,
+            reset_secs: 36
+        })
+    );
+}
