@@ -16,11 +16,13 @@ use crate::basic::BasicVerifier;
 use crate::config::{Config, Listen};
 use crate::core::limiter::LocalLimiter;
 use crate::core::policy::Policy;
+use crate::db::keys::TieredKeys;
 use crate::db::seal::MasterKey;
 use crate::db::source::{PgKeys, PgSource};
 use crate::http::admin::{self, AdminState, ReloadStatus};
 use crate::http::authz::{self, AuthzState};
 use crate::reload::{now_rfc3339, publish_counts, Reloader};
+use crate::shared::Redis;
 
 /// Where the policy comes from, and so what keeps it current.
 pub enum Source {
@@ -51,6 +53,7 @@ pub struct App {
     authz: actix_web::dev::Server,
     admin: actix_web::dev::Server,
     watcher: Option<Watcher>,
+    redis: Option<Arc<Redis>>,
     config: Config,
     /// Where `/authz` listens (a TCP address, or `unix:/path`).
     pub authz_addr: String,
@@ -77,11 +80,33 @@ impl App {
                 hmac_window_secs: config.hmac_window.as_secs(),
             },
         );
+        authorizer = authorizer.with_failed_auth_limit(config.failed_auth_limit);
+        let redis = match &config.redis {
+            Some(settings) => Some(Arc::new(Redis::new(settings)?)),
+            None => None,
+        };
+        if let Some(redis) = &redis {
+            authorizer = authorizer.with_redis(redis.clone());
+        }
+        let mut keys = None;
         if let Source::Postgres { pool, .. } = &source {
+            let l2_ttl = config
+                .redis
+                .as_ref()
+                .map(|r| r.cache_ttl)
+                .unwrap_or_default();
+            let tiered = Arc::new(TieredKeys::new(
+                PgKeys::new(pool.clone()),
+                redis.clone(),
+                config.cache_ttl,
+                l2_ttl,
+                config.cache_capacity,
+            ));
             authorizer = authorizer
-                .with_key_store(Arc::new(PgKeys::new(pool.clone())))
+                .with_key_store(tiered.clone())
                 .with_max_staleness(config.max_staleness)
                 .with_key_usage();
+            keys = Some(tiered);
         }
         let authorizer = Arc::new(authorizer);
         let status = Arc::new(Mutex::new(ReloadStatus {
@@ -91,8 +116,15 @@ impl App {
             ..ReloadStatus::default()
         }));
         let (authz, authz_addr) = authz_server(&config, authorizer.clone())?;
-        let (admin, admin_addr) =
-            admin_server(&config, authorizer.clone(), metrics, status.clone())?;
+        let (admin, admin_addr) = admin_server(
+            &config,
+            AdminState {
+                authorizer: authorizer.clone(),
+                metrics,
+                reload: status.clone(),
+                redis: redis.clone(),
+            },
+        )?;
         let watcher = Some(match source {
             Source::File(path) => Watcher::File(Reloader::new(path, authorizer, status)),
             Source::Postgres {
@@ -100,6 +132,7 @@ impl App {
                 pool,
                 master_key,
             } => Watcher::Postgres(PgSource {
+                keys: keys.context("PostgreSQL mode without its key store")?,
                 url,
                 pool,
                 master_key,
@@ -113,6 +146,7 @@ impl App {
             authz,
             admin,
             watcher,
+            redis,
             config,
             authz_addr,
             admin_addr,
@@ -124,8 +158,12 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let interval = self.config.reload_interval;
         let reloader = self.watcher.take().map(|w| match w {
-            Watcher::File(r) => tokio::spawn(r.run(interval, stop_rx)),
-            Watcher::Postgres(p) => tokio::spawn(p.run(stop_rx)),
+            Watcher::File(r) => tokio::spawn(r.run(interval, stop_rx.clone())),
+            Watcher::Postgres(p) => tokio::spawn(p.run(stop_rx.clone())),
+        });
+        let probe = self.redis.take().map(|redis| {
+            let stop = stop_rx.clone();
+            tokio::spawn(async move { redis.watch(stop).await })
         });
         let (authz_handle, admin_handle) = (self.authz.handle(), self.admin.handle());
         let authz_task = tokio::spawn(self.authz);
@@ -145,21 +183,18 @@ impl App {
         if let Some(r) = reloader {
             r.await.context("the reloader failed")?;
         }
+        if let Some(p) = probe {
+            p.await.context("the Redis probe failed")?;
+        }
         Ok(())
     }
 }
 
 fn admin_server(
     config: &Config,
-    authorizer: Arc<Authorizer>,
-    metrics: PrometheusHandle,
-    reload: Arc<Mutex<ReloadStatus>>,
+    state: AdminState,
 ) -> anyhow::Result<(actix_web::dev::Server, std::net::SocketAddr)> {
-    let state = web::Data::new(AdminState {
-        authorizer,
-        metrics,
-        reload,
-    });
+    let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         ActixApp::new()
             .app_data(state.clone())

@@ -1,6 +1,8 @@
 //! The decision, end to end: the pure steps of `core::policy` strung
 //! together with the edges they need — the current policy snapshot, the
-//! Basic verifier, the nonce store and the rate limiter.
+//! Basic verifier, the nonce store, the rate limiter and the
+//! failed-credential throttle, each in process or, when configured, in
+//! Redis with the configured failure mode.
 //!
 //! This is the only place that turns a request into a `Decision`. It reads
 //! time only through the `Clock` it was given.
@@ -15,15 +17,19 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::basic::BasicVerifier;
+use crate::config::RedisFailure;
 use crate::core::apikey::classify;
 use crate::core::credential::{extract, HmacParams, Presented};
+use crate::core::decision::RateInfo;
 use crate::core::decision::{Allow, Decision, Deny, Identity, Reason};
-use crate::core::limiter::LocalLimiter;
-use crate::core::model::{CredentialSet, Digest, KeyRecord, MethodRule};
+use crate::core::limiter::{Charge, LimitKey, LocalLimiter, RateDenied};
+use crate::core::model::{CredentialSet, Digest, KeyRecord, Limit, MethodRule};
 use crate::core::policy::{check_presented, permit, Policy, Verified};
 use crate::core::request::{AuthRequest, Body};
 use crate::core::signature;
 use crate::nonce::{NonceOutcome, NonceStore};
+use crate::shared::limiter::{Mode, RedisLimiter};
+use crate::shared::{Redis, Unavailable};
 
 /// The time, injected so tests can move it.
 pub trait Clock: Send + Sync + 'static {
@@ -106,11 +112,36 @@ pub struct Settings {
     pub hmac_window_secs: u64,
 }
 
+/// Redis and what the authorizer runs on it.
+struct Shared {
+    redis: Arc<Redis>,
+    limiter: RedisLimiter,
+    /// `<prefix>rl:`, before every limit key.
+    limit_prefix: String,
+}
+
+/// Failed credentials per source address (DESIGN §6, §10).
+struct Throttle {
+    limit: Limit,
+    local: LocalLimiter,
+}
+
+/// Distinct source addresses whose failures are remembered in process.
+const THROTTLE_CAPACITY: usize = 100_000;
+
+/// A rate limit said no, or (`deny` mode) could not be asked.
+enum Limited {
+    Denied(RateDenied),
+    Unavailable,
+}
+
 pub struct Authorizer {
     policy: ArcSwap<Policy>,
     basic: BasicVerifier,
     limiter: LocalLimiter,
     nonces: NonceStore,
+    shared: Option<Shared>,
+    throttle: Throttle,
     clock: Arc<dyn Clock>,
     settings: Settings,
     key_store: Option<Arc<dyn KeyStore>>,
@@ -134,12 +165,39 @@ impl Authorizer {
             basic,
             limiter,
             nonces: NonceStore::new(NONCE_CAPACITY),
+            shared: None,
+            throttle: Throttle {
+                limit: Limit {
+                    count: 20,
+                    window: Duration::from_secs(60),
+                    burst: 20,
+                },
+                local: LocalLimiter::new(THROTTLE_CAPACITY),
+            },
             clock,
             settings,
             key_store: None,
             freshness: None,
             usage: None,
         }
+    }
+
+    /// Keep rate limits, nonces and failure counts in Redis, shared with the
+    /// other replicas; the in-process stores become the fallback.
+    pub fn with_redis(mut self, redis: Arc<Redis>) -> Authorizer {
+        self.shared = Some(Shared {
+            limit_prefix: redis.key("rl:"),
+            redis,
+            limiter: RedisLimiter::new(),
+        });
+        self
+    }
+
+    /// How many failed credentials a source address may present (default
+    /// 20/1m) before it is refused without verification.
+    pub fn with_failed_auth_limit(mut self, limit: Limit) -> Authorizer {
+        self.throttle.limit = limit;
+        self
     }
 
     /// Remember when each key was last used, for `take_key_usage`.
@@ -222,9 +280,23 @@ impl Authorizer {
         if self.is_stale() {
             return Decision::Deny(deny(Reason::StoreUnavailable));
         }
+        let source = req.source.map(throttle_key);
+        if let Some(source) = &source {
+            if let Err(retry_after) = self.not_throttled(source).await {
+                ::metrics::counter!(crate::metrics::FAILED_AUTH_THROTTLED).increment(1);
+                let mut d = deny(Reason::RateLimited);
+                d.retry_after = Some(retry_after);
+                return Decision::Deny(d);
+            }
+        }
         let who = match self.authenticate(&policy, accepts, req).await {
             Ok(who) => who,
-            Err(reason) => return Decision::Deny(deny(reason)),
+            Err(reason) => {
+                if let (Some(source), true) = (&source, counts_as_failure(reason)) {
+                    self.record_failure(source).await;
+                }
+                return Decision::Deny(deny(reason));
+            }
         };
         let identity = identity_of(&who);
         let with_identity = |mut d: Deny| {
@@ -237,10 +309,7 @@ impl Authorizer {
             Ok(charges) => charges,
             Err(reason) => return with_identity(deny(reason)),
         };
-        match self
-            .limiter
-            .check_and_charge(&charges, self.clock.mono_nanos())
-        {
+        match self.charge(&charges).await {
             Ok(rate) => {
                 if let (Some(usage), Some(key)) = (&self.usage, &identity.key_id) {
                     usage.record(key, now);
@@ -251,13 +320,107 @@ impl Authorizer {
                     rate,
                 })
             }
-            Err(limited) => {
+            Err(Limited::Denied(limited)) => {
                 let mut d = deny(Reason::RateLimited);
                 d.retry_after = Some(limited.retry_after_secs.max(1));
                 d.rate = Some(limited.info);
                 with_identity(d)
             }
+            Err(Limited::Unavailable) => with_identity(deny(Reason::StoreUnavailable)),
         }
+    }
+
+    /// Charges every limit, in Redis when configured. When Redis cannot be
+    /// asked: the in-process limiter (`local`) or a refusal (`deny`).
+    async fn charge(&self, charges: &[Charge<'_>]) -> Result<Option<RateInfo>, Limited> {
+        if charges.is_empty() {
+            return Ok(None);
+        }
+        if let Some(shared) = &self.shared {
+            let asked = shared
+                .redis
+                .call("rate_limit", |mut conn| async move {
+                    shared
+                        .limiter
+                        .check_and_charge(
+                            &mut conn,
+                            &shared.limit_prefix,
+                            charges,
+                            Mode::Charge,
+                            None,
+                        )
+                        .await
+                })
+                .await;
+            match asked {
+                Ok(verdict) => return verdict.map_err(Limited::Denied),
+                Err(Unavailable) if shared.redis.failure_mode() == RedisFailure::Deny => {
+                    return Err(Limited::Unavailable)
+                }
+                Err(Unavailable) => {}
+            }
+        }
+        self.limiter
+            .check_and_charge(charges, self.clock.mono_nanos())
+            .map_err(Limited::Denied)
+    }
+
+    /// `Err(retry_after)` when `source` has failed too often. Without Redis
+    /// (or while it is down) the in-process counts decide: throttling is a
+    /// defence, it never refuses for want of a store.
+    async fn not_throttled(&self, source: &LimitKey) -> Result<(), u64> {
+        let charge = [Charge {
+            key: source,
+            limit: self.throttle.limit,
+        }];
+        let verdict = match self
+            .ask_shared("failed_auth_check", &charge, Mode::Peek)
+            .await
+        {
+            Some(verdict) => verdict.map(drop),
+            None => self.throttle.local.peek(&charge, self.clock.mono_nanos()),
+        };
+        verdict.map_err(|denied| denied.retry_after_secs.max(1))
+    }
+
+    /// Counts one failed credential from `source`.
+    async fn record_failure(&self, source: &LimitKey) {
+        let charge = [Charge {
+            key: source,
+            limit: self.throttle.limit,
+        }];
+        if self
+            .ask_shared("failed_auth_count", &charge, Mode::Charge)
+            .await
+            .is_none()
+        {
+            let _ = self
+                .throttle
+                .local
+                .check_and_charge(&charge, self.clock.mono_nanos());
+        }
+    }
+
+    /// Runs the limiter script on Redis; `None` when there is no Redis or it
+    /// could not answer.
+    async fn ask_shared(
+        &self,
+        what: &'static str,
+        charges: &[Charge<'_>],
+        mode: Mode,
+    ) -> Option<Result<Option<RateInfo>, RateDenied>> {
+        let shared = self.shared.as_ref()?;
+        let prefix = &shared.limit_prefix;
+        shared
+            .redis
+            .call(what, |mut conn| async move {
+                shared
+                    .limiter
+                    .check_and_charge(&mut conn, prefix, charges, mode, None)
+                    .await
+            })
+            .await
+            .ok()
     }
 
     /// Steps 2 and 3: the presented credential, of an accepted type, verified.
@@ -272,6 +435,7 @@ impl Authorizer {
         match &presented {
             Presented::ApiKey(key) => {
                 classify(key).map_err(|_| Reason::InvalidCredentials)?;
+                checked("api_key");
                 let digest = Digest::of(key.as_bytes());
                 match policy.key(&digest) {
                     Some(found) => Ok(found),
@@ -285,13 +449,14 @@ impl Authorizer {
                     .secret_hash
                     .as_ref()
                     .ok_or(Reason::InvalidCredentials)?;
+                checked("basic");
                 match self.basic.verify(client_id, secret, hash).await {
                     Ok(true) => Ok(Verified { client, key: None }),
                     Ok(false) => Err(Reason::InvalidCredentials),
                     Err(_) => Err(Reason::StoreUnavailable),
                 }
             }
-            Presented::Hmac(params) => self.verify_hmac(policy, params, req),
+            Presented::Hmac(params) => self.verify_hmac(policy, params, req).await,
             Presented::None | Presented::Invalid(_) => Err(Reason::InvalidCredentials),
         }
     }
@@ -323,7 +488,7 @@ impl Authorizer {
 
     /// DESIGN §11 order: body → timestamp window → secret and signature →
     /// replay. A nonce is remembered only after a valid signature.
-    fn verify_hmac<'p>(
+    async fn verify_hmac<'p>(
         &self,
         policy: &'p Policy,
         p: &HmacParams,
@@ -348,6 +513,7 @@ impl Authorizer {
             .as_ref()
             .ok_or(Reason::InvalidCredentials)?;
         let method = req.method.as_str();
+        checked("hmac");
         if !signature::verify(
             secret.expose(),
             &p.signature,
@@ -363,12 +529,69 @@ impl Authorizer {
         let until = p
             .timestamp
             .saturating_add(i64::try_from(window).unwrap_or(i64::MAX));
-        match self.nonces.insert_once(&p.client_id, &p.nonce, now, until) {
+        match self
+            .remember_nonce(&p.client_id, &p.nonce, now, until)
+            .await
+        {
             NonceOutcome::Fresh => Ok(Verified { client, key: None }),
             NonceOutcome::Replayed => Err(Reason::ReplayedRequest),
             NonceOutcome::Full => Err(Reason::StoreUnavailable),
         }
     }
+
+    /// `SET NX EX` in Redis, shared by the replicas; when Redis cannot be
+    /// asked, the in-process store (`local`) or a refusal (`deny`).
+    async fn remember_nonce(
+        &self,
+        client: &str,
+        nonce: &str,
+        now: i64,
+        until: i64,
+    ) -> NonceOutcome {
+        if let Some(shared) = &self.shared {
+            let ttl = u64::try_from(until.saturating_sub(now)).unwrap_or(0).max(1);
+            match shared.redis.insert_nonce_once(client, nonce, ttl).await {
+                Ok(true) => return NonceOutcome::Fresh,
+                Ok(false) => return NonceOutcome::Replayed,
+                Err(Unavailable) if shared.redis.failure_mode() == RedisFailure::Deny => {
+                    return NonceOutcome::Full
+                }
+                Err(Unavailable) => {}
+            }
+        }
+        self.nonces.insert_once(client, nonce, now, until)
+    }
+}
+
+/// Counts verification work done for a presented credential.
+fn checked(credential: &'static str) {
+    ::metrics::counter!(crate::metrics::CREDENTIAL_CHECKS, "type" => credential).increment(1);
+}
+
+/// The failures that count against a source address: a credential that
+/// was presented and is wrong (not a missing one, not one of another type).
+fn counts_as_failure(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::InvalidCredentials | Reason::KeyRevoked | Reason::KeyExpired
+    )
+}
+
+/// The throttle bucket of an address: the address itself for IPv4, its /64
+/// for IPv6 (one host usually holds a whole /64).
+fn throttle_key(source: std::net::IpAddr) -> LimitKey {
+    use std::net::IpAddr;
+    let name = match source {
+        IpAddr::V4(v4) => format!("f:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("f:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("f:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    };
+    LimitKey(name.into())
 }
 
 fn identity_of(who: &Verified<'_>) -> Identity {

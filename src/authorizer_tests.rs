@@ -306,3 +306,97 @@ async fn a_snapshot_older_than_the_staleness_bound_refuses_credentials_but_not_p
         .await
         .is_allow());
 }
+
+async fn from(a: &Authorizer, source: &str, auth: &str) -> Decision {
+    let raw = RawRequest {
+        method: Some(b"POST"),
+        uri: Some(b"/v1/chat"),
+        authorization: Some(auth.as_bytes()),
+        content_length: Some(b"36"),
+        body_marker: Some(b"present"),
+        body: Some(BODY),
+        ..RawRequest::default()
+    };
+    let mut req = AuthRequest::parse(&raw).unwrap();
+    req.source = source.parse().ok();
+    a.decide(&req).await
+}
+
+#[tokio::test]
+async fn an_address_that_fails_too_often_is_refused_until_a_failure_fits_again() {
+    let (clock, a) = setup();
+    let a = a.with_failed_auth_limit(crate::core::model::Limit::parse("3/30s").unwrap());
+    let right = format!("Bearer {KEY}");
+    for _ in 0..3 {
+        let d = from(&a, "10.0.0.1", "Bearer wrong-key").await;
+        assert_eq!(d.reason(), Reason::InvalidCredentials);
+    }
+    for auth in ["Bearer wrong-key", right.as_str()] {
+        match from(&a, "10.0.0.1", auth).await {
+            Decision::Deny(d) => {
+                assert_eq!(d.reason, Reason::RateLimited);
+                assert_eq!(d.retry_after, Some(10), "one failure every 10 s");
+                assert_eq!(d.client_id, None, "nothing was verified");
+            }
+            other => panic!("expected a throttle, got {other:?}"),
+        }
+    }
+    // Someone else's failures do not lock this address out, nor IPv4 mapped
+    // into IPv6 escape its own.
+    assert!(from(&a, "10.0.0.2", &right).await.is_allow());
+    assert_eq!(
+        from(&a, "::ffff:10.0.0.1", &right).await.reason(),
+        Reason::RateLimited
+    );
+    clock.0.fetch_add(10, Ordering::SeqCst);
+    assert!(from(&a, "10.0.0.1", &right).await.is_allow());
+}
+
+#[tokio::test]
+async fn only_presented_wrong_credentials_count_as_failures() {
+    let (_, a) = setup();
+    let a = a.with_failed_auth_limit(crate::core::model::Limit::parse("2/1m").unwrap());
+    let right = format!("Bearer {KEY}");
+    for _ in 0..10 {
+        // Missing credentials and a signature of the wrong age are not guesses.
+        assert_eq!(
+            from(&a, "10.0.0.3", "").await.reason(),
+            Reason::MissingCredentials
+        );
+        let old = hmac("POST", "/v1/chat", NOW - 1000, "n", BODY);
+        assert_eq!(
+            from(&a, "10.0.0.3", &old).await.reason(),
+            Reason::StaleSignature
+        );
+        assert!(from(&a, "10.0.0.3", &right).await.is_allow());
+    }
+    // Without a known source there is nothing to throttle on.
+    for _ in 0..10 {
+        assert_eq!(
+            from(&a, "", "Bearer wrong").await.reason(),
+            Reason::InvalidCredentials
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_ipv6_host_is_throttled_by_its_64() {
+    let (_, a) = setup();
+    let a = a.with_failed_auth_limit(crate::core::model::Limit::parse("2/1m").unwrap());
+    assert_eq!(
+        from(&a, "2001:db8:1:2::1", "Bearer x").await.reason(),
+        Reason::InvalidCredentials
+    );
+    assert_eq!(
+        from(&a, "2001:db8:1:2::ffff", "Bearer x").await.reason(),
+        Reason::InvalidCredentials
+    );
+    assert_eq!(
+        from(&a, "2001:db8:1:2:aaaa::9", "Bearer x").await.reason(),
+        Reason::RateLimited
+    );
+    assert_eq!(
+        from(&a, "2001:db8:1:3::1", "Bearer x").await.reason(),
+        Reason::InvalidCredentials
+    );
+}

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::core::model::Limit;
 use crate::db::seal::MasterKey;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7843";
@@ -26,6 +27,11 @@ pub const DEFAULT_DB_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DB_POOL_SIZE: usize = 16;
 pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.0/8,::1/128";
+pub const DEFAULT_FAILED_AUTH_LIMIT: &str = "20/1m";
+pub const DEFAULT_REDIS_PREFIX: &str = "gatekeeper:";
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+pub const DEFAULT_REDIS_POOL_SIZE: usize = 16;
+pub const DEFAULT_REDIS_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// Every setting `serve` reads, with a one-line description: `serve --help`
 /// prints this table, so it is the reference.
@@ -88,12 +94,32 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "error | warn | info | debug | trace, or a tracing filter [info]",
     ),
     (
-        "GATEKEEPER_DATABASE_URL",
-        "PostgreSQL mode (not available in this build yet)",
+        "GATEKEEPER_FAILED_AUTH_LIMIT",
+        "failed credentials per source address before it gets 429 [20/1m]",
     ),
     (
         "GATEKEEPER_REDIS_URL",
-        "shared rate limits and caches (not available in this build yet)",
+        "Redis for state shared by replicas: limits, nonces, failures, L2 cache (or _FILE)",
+    ),
+    (
+        "GATEKEEPER_REDIS_PREFIX",
+        "prefix of every Redis key gatekeeper writes [gatekeeper:]",
+    ),
+    (
+        "GATEKEEPER_REDIS_TIMEOUT",
+        "longest a request waits on Redis before the fallback [100ms]",
+    ),
+    (
+        "GATEKEEPER_REDIS_FAILURE",
+        "Redis unreachable: local (in-process limits) | deny (store_unavailable) [local]",
+    ),
+    (
+        "GATEKEEPER_REDIS_POOL_SIZE",
+        "Redis connections per replica [16]",
+    ),
+    (
+        "GATEKEEPER_REDIS_CACHE_TTL",
+        "sliding lifetime of a credential record in Redis [5m]",
     ),
 ];
 
@@ -101,6 +127,25 @@ pub const SETTINGS: &[(&str, &str)] = &[
 pub enum Listen {
     Tcp(SocketAddr),
     Unix(PathBuf),
+}
+
+/// What a decision does when Redis cannot be asked (DESIGN §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Rate limits and nonces fall back to the in-process stores.
+    Local,
+    /// Requests that need Redis are denied with `store_unavailable`.
+    Deny,
+}
+
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: SecretSetting,
+    pub prefix: String,
+    pub timeout: Duration,
+    pub failure: RedisFailure,
+    pub pool_size: usize,
+    pub cache_ttl: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +242,10 @@ pub struct Config {
     pub workers: Option<usize>,
     pub log_format: Option<LogFormat>,
     pub log_level: String,
+    /// Failed credentials a source address may present before it is
+    /// throttled; with or without Redis.
+    pub failed_auth_limit: Limit,
+    pub redis: Option<RedisSettings>,
 }
 
 /// A setting with a bad value. Never carries the value of a secret.
@@ -222,13 +271,17 @@ impl Config {
 
     pub fn from_map(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-        if get("GATEKEEPER_REDIS_URL").is_some() {
-            return Err(err(
-                "GATEKEEPER_REDIS_URL",
-                "Redis is not available in this build yet; unset it",
-            ));
-        }
         Ok(Config {
+            redis: redis_settings(env)?,
+            failed_auth_limit: Limit::parse(
+                get("GATEKEEPER_FAILED_AUTH_LIMIT").unwrap_or(DEFAULT_FAILED_AUTH_LIMIT),
+            )
+            .ok_or_else(|| {
+                err(
+                    "GATEKEEPER_FAILED_AUTH_LIMIT",
+                    "expected a limit such as 20/1m",
+                )
+            })?,
             database_url: secret_setting(env, "GATEKEEPER_DATABASE_URL")?.map(SecretSetting),
             master_key: secret_setting(env, "GATEKEEPER_MASTER_KEY")?.map(SecretSetting),
             max_staleness: duration(
@@ -319,6 +372,7 @@ fn secret_setting(
     let file_name = match name {
         "GATEKEEPER_DATABASE_URL" => "GATEKEEPER_DATABASE_URL_FILE",
         "GATEKEEPER_MASTER_KEY" => "GATEKEEPER_MASTER_KEY_FILE",
+        "GATEKEEPER_REDIS_URL" => "GATEKEEPER_REDIS_URL_FILE",
         _ => return Err(err(name, "has no _FILE variant")),
     };
     let direct = env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -334,6 +388,49 @@ fn secret_setting(
             .map_err(|e| err(file_name, format!("cannot read {path}: {e}"))),
         (None, None) => Ok(None),
     }
+}
+
+/// The Redis settings, when `GATEKEEPER_REDIS_URL` (or its file) is set.
+/// The URL is checked here, so a typo stops start-up rather than every
+/// request; the error never repeats it (it may hold a password).
+fn redis_settings(env: &HashMap<String, String>) -> Result<Option<RedisSettings>, ConfigError> {
+    let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let Some(url) = secret_setting(env, "GATEKEEPER_REDIS_URL")? else {
+        return Ok(None);
+    };
+    if deadpool_redis::redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
+        return Err(err(
+            "GATEKEEPER_REDIS_URL",
+            "expected redis://[user:password@]host[:port][/db] or unix:///path",
+        ));
+    }
+    let failure = match get("GATEKEEPER_REDIS_FAILURE") {
+        None | Some("local") => RedisFailure::Local,
+        Some("deny") => RedisFailure::Deny,
+        Some(_) => return Err(err("GATEKEEPER_REDIS_FAILURE", "expected local or deny")),
+    };
+    Ok(Some(RedisSettings {
+        url: SecretSetting(url),
+        prefix: get("GATEKEEPER_REDIS_PREFIX")
+            .unwrap_or(DEFAULT_REDIS_PREFIX)
+            .to_owned(),
+        timeout: duration(
+            "GATEKEEPER_REDIS_TIMEOUT",
+            get("GATEKEEPER_REDIS_TIMEOUT"),
+            DEFAULT_REDIS_TIMEOUT,
+        )?,
+        failure,
+        pool_size: count(
+            "GATEKEEPER_REDIS_POOL_SIZE",
+            get("GATEKEEPER_REDIS_POOL_SIZE"),
+            DEFAULT_REDIS_POOL_SIZE,
+        )?,
+        cache_ttl: duration(
+            "GATEKEEPER_REDIS_CACHE_TTL",
+            get("GATEKEEPER_REDIS_CACHE_TTL"),
+            DEFAULT_REDIS_CACHE_TTL,
+        )?,
+    }))
 }
 
 /// `GATEKEEPER_MASTER_KEY` as a key; a bad value names the setting, never
@@ -476,7 +573,8 @@ mod tests {
             ("GATEKEEPER_CACHE_CAPACITY", "-1"),
             ("GATEKEEPER_WORKERS", "0"),
             ("GATEKEEPER_LOG_FORMAT", "xml"),
-            ("GATEKEEPER_REDIS_URL", "redis://:hunter2@cache/0"),
+            ("GATEKEEPER_REDIS_URL", "http://:hunter2@cache/0"),
+            ("GATEKEEPER_FAILED_AUTH_LIMIT", "lots"),
             ("GATEKEEPER_DATABASE_URL_FILE", "/nonexistent/db-url"),
         ];
         for (setting, value) in cases {
@@ -533,5 +631,49 @@ mod tests {
         let e = Config::from_map(&env(&both)).unwrap_err();
         assert_eq!(e.setting, "GATEKEEPER_DATABASE_URL");
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn redis_settings_parse_with_defaults_and_never_print_the_url() {
+        let url = "redis://:hunter2@cache:6380/5";
+        let c = Config::from_map(&env(&[("GATEKEEPER_REDIS_URL", url)])).unwrap();
+        let r = c.redis.as_ref().unwrap();
+        assert_eq!(r.url.0, url);
+        assert_eq!(r.prefix, DEFAULT_REDIS_PREFIX);
+        assert_eq!(r.timeout, DEFAULT_REDIS_TIMEOUT);
+        assert_eq!(r.failure, RedisFailure::Local);
+        assert_eq!(r.cache_ttl, DEFAULT_REDIS_CACHE_TTL);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.failed_auth_limit, Limit::parse("20/1m").unwrap());
+
+        let c = Config::from_map(&env(&[
+            ("GATEKEEPER_REDIS_URL", url),
+            ("GATEKEEPER_REDIS_FAILURE", "deny"),
+            ("GATEKEEPER_REDIS_TIMEOUT", "40ms"),
+            ("GATEKEEPER_REDIS_PREFIX", "gk-a:"),
+            ("GATEKEEPER_FAILED_AUTH_LIMIT", "5/10s"),
+        ]))
+        .unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!(r.failure, RedisFailure::Deny);
+        assert_eq!(r.timeout, Duration::from_millis(40));
+        assert_eq!(r.prefix, "gk-a:");
+        assert_eq!(c.failed_auth_limit, Limit::parse("5/10s").unwrap());
+        assert!(Config::from_map(&env(&[])).unwrap().redis.is_none());
+    }
+
+    #[test]
+    fn redis_failure_mode_and_timeout_are_checked_only_with_a_url() {
+        for (setting, value) in [
+            ("GATEKEEPER_REDIS_FAILURE", "maybe"),
+            ("GATEKEEPER_REDIS_TIMEOUT", "soon"),
+            ("GATEKEEPER_REDIS_POOL_SIZE", "0"),
+        ] {
+            let pairs = [
+                ("GATEKEEPER_REDIS_URL", "redis://127.0.0.1/0"),
+                (setting, value),
+            ];
+            assert_eq!(Config::from_map(&env(&pairs)).unwrap_err().setting, setting);
+        }
     }
 }

@@ -22,3 +22,4 @@ pub mod manage;
 pub mod metrics;
 pub mod nonce;
 pub mod reload;
+pub mod shared;

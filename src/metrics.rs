@@ -16,6 +16,13 @@ pub const RELOADS: &str = "gatekeeper_config_reloads_total";
 pub const ROUTES: &str = "gatekeeper_routes";
 pub const CLIENTS: &str = "gatekeeper_clients";
 pub const BUILD_INFO: &str = "gatekeeper_build_info";
+pub const CREDENTIAL_CHECKS: &str = "gatekeeper_credential_checks_total";
+pub const FAILED_AUTH_THROTTLED: &str = "gatekeeper_failed_auth_throttled_total";
+pub const REDIS_ERRORS: &str = "gatekeeper_redis_errors_total";
+pub const REDIS_FALLBACKS: &str = "gatekeeper_redis_fallbacks_total";
+pub const REDIS_POOL_SIZE: &str = "gatekeeper_redis_pool_connections";
+pub const REDIS_POOL_AVAILABLE: &str = "gatekeeper_redis_pool_available";
+pub const REDIS_POOL_WAITING: &str = "gatekeeper_redis_pool_waiting";
 
 /// Explicit buckets from 10 µs: a decision normally takes microseconds.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -57,6 +64,28 @@ fn describe() {
     describe_counter!(RELOADS, "Policy reloads by result (ok, rejected).");
     describe_gauge!(ROUTES, "Routes in the serving policy.");
     describe_gauge!(CLIENTS, "Clients in the serving policy.");
+    describe_counter!(
+        CREDENTIAL_CHECKS,
+        "Presented credentials verified (digest, bcrypt or HMAC work), by type."
+    );
+    describe_counter!(
+        FAILED_AUTH_THROTTLED,
+        "Requests refused without verification: their source address failed too often."
+    );
+    describe_counter!(
+        REDIS_ERRORS,
+        "Redis operations that failed or timed out, by operation."
+    );
+    describe_counter!(
+        REDIS_FALLBACKS,
+        "Operations that did without Redis (failure mode applied), by operation."
+    );
+    describe_gauge!(REDIS_POOL_SIZE, "Redis connections open in the pool.");
+    describe_gauge!(REDIS_POOL_AVAILABLE, "Idle Redis connections in the pool.");
+    describe_gauge!(
+        REDIS_POOL_WAITING,
+        "Requests waiting for a Redis connection."
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label says which build runs."

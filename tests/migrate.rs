@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use gatekeeper::db::migrate::{self, MigrateError, MIGRATIONS};
 use pg::TestDb;
+use sha2::Digest as _;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Notification};
 
@@ -265,4 +266,66 @@ async fn recording_that_a_key_was_used_is_not_announced() {
     let change = next_change(&mut changes).await;
     assert_eq!(change["table"], "gk_clients", "{change}");
     assert_eq!(change["client"], "marker");
+}
+
+#[tokio::test]
+async fn a_key_change_names_its_digest_so_replicas_can_drop_its_shared_record() {
+    let db = TestDb::new().await;
+    let writer = db.client().await;
+    writer
+        .batch_execute("INSERT INTO gk_clients (id, name) VALUES ('acme', 'Acme')")
+        .await
+        .unwrap();
+    let (_listener, mut changes) = db.listen().await;
+    let k1 = hex::encode(sha2::Sha256::digest(b"k1"));
+    let k2 = hex::encode(sha2::Sha256::digest(b"k2"));
+
+    // One transaction each: PostgreSQL folds identical notifications
+    // within a transaction.
+    for statement in [
+        "INSERT INTO gk_api_keys (id, client_id, digest) VALUES ('k1', 'acme', sha256('k1'))",
+        "UPDATE gk_api_keys SET status = 'revoked' WHERE id = 'k1'",
+        "UPDATE gk_api_keys SET digest = sha256('k2') WHERE id = 'k1'",
+        "DELETE FROM gk_api_keys WHERE id = 'k1'",
+    ] {
+        writer.execute(statement, &[]).await.unwrap();
+    }
+
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let change = next_change(&mut changes).await;
+        assert_eq!(change["table"], "gk_api_keys", "{change}");
+        seen.push((change["op"].to_string(), change["digest"].to_string()));
+    }
+    let q = |s: &str| format!("\"{s}\"");
+    assert_eq!(
+        seen,
+        [
+            (q("INSERT"), q(&k1)),
+            (q("UPDATE"), q(&k1)),
+            // A changed digest names both: the new one, then the old one.
+            (q("UPDATE"), q(&k2)),
+            (q("UPDATE"), q(&k1)),
+            (q("DELETE"), q(&k2)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn other_tables_carry_no_digest() {
+    let db = TestDb::new().await;
+    let (_listener, mut changes) = db.listen().await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO gk_clients (id, name) VALUES ('acme', 'Acme');
+             UPDATE gk_clients SET status = 'suspended' WHERE id = 'acme'",
+        )
+        .await
+        .unwrap();
+    for op in ["INSERT", "UPDATE"] {
+        let change = next_change(&mut changes).await;
+        assert_eq!(change["op"], op);
+        assert!(change["digest"].is_null(), "{change}");
+    }
 }

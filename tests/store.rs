@@ -558,9 +558,19 @@ async fn revoking_a_key_is_announced_to_replicas() {
 
     let change: serde_json::Value =
         serde_json::from_str(&next_payload(&mut changes).await).unwrap();
+    let hex: String = client
+        .query_one(
+            "SELECT encode(digest, 'hex') FROM gk_api_keys WHERE id = 'ka1'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(
         change,
-        serde_json::json!({ "table": "gk_api_keys", "op": "UPDATE", "client": "team-a" })
+        serde_json::json!({
+            "table": "gk_api_keys", "op": "UPDATE", "client": "team-a", "digest": hex
+        })
     );
 }
 

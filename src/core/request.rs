@@ -37,6 +37,10 @@ pub enum Body<'a> {
 
 /// No `Debug`: it borrows the raw credential headers.
 pub struct AuthRequest<'a> {
+    /// Where the request came from (`X-Real-IP` from a trusted proxy, else
+    /// the peer), set by the HTTP edge: the key of failed-credential
+    /// throttling. `None` when unknown: not throttled.
+    pub source: Option<std::net::IpAddr>,
     pub method: Method,
     pub host: Option<String>,
     pub uri: NormalisedUri,
@@ -66,6 +70,7 @@ impl<'a> AuthRequest<'a> {
             query: uri_query(raw.uri),
         };
         Ok(AuthRequest {
+            source: None,
             method,
             host,
             uri,

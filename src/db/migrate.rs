@@ -24,11 +24,18 @@ pub struct Migration {
 
 /// Every migration, in order; versions run 1..=n without a gap (a unit test
 /// holds this list to the directory, so a new file cannot be forgotten).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "policy",
-    sql: include_str!("../../sql/0001_policy.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "policy",
+        sql: include_str!("../../sql/0001_policy.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "notify_key_digest",
+        sql: include_str!("../../sql/0002_notify_key_digest.sql"),
+    },
+];
 
 impl Migration {
     /// SHA-256 of the file's bytes, as recorded when it is applied.

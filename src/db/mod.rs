@@ -6,6 +6,7 @@
 //! nothing here ever prints one: errors name the host and database at most.
 
 pub mod import;
+pub mod keys;
 pub mod migrate;
 pub mod seal;
 pub mod source;

@@ -8,6 +8,7 @@
 //! database never becomes an allow: the last snapshot keeps serving until it
 //! is older than the staleness bound, and look-ups answer `store_unavailable`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio_postgres::AsyncMessage;
 use crate::authorizer::{Authorizer, KeyLookup, KeyStore, StoreUnavailable};
 use crate::core::model::Digest;
 use crate::core::policy::Policy;
+use crate::db::keys::TieredKeys;
 use crate::db::seal::MasterKey;
 use crate::db::store;
 use crate::http::admin::ReloadStatus;
@@ -33,11 +35,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub async fn load_policy(pool: &Pool, key: Option<&MasterKey>) -> anyhow::Result<Policy> {
     let mut client = pool.get().await?;
     // One read-only snapshot transaction: every table as of one instant.
-    let doc = store::load_snapshot(&mut client, key).await?;
+    // Keys are not part of it: they are looked up per request (`db::keys`).
+    let doc = store::load_serving_snapshot(&mut client, key).await?;
     Ok(Policy::build(doc)?)
 }
 
-/// Finds keys created since the last reload.
+/// Finds a key in the database: the last layer of `db::keys`.
 pub struct PgKeys {
     pool: Pool,
 }
@@ -67,9 +70,32 @@ impl KeyStore for PgKeys {
     }
 }
 
+/// One notification, as far as a replica cares.
+struct Change {
+    /// The key whose row changed, for `gk_api_keys`.
+    key: Option<Digest>,
+}
+
+/// The payload of `gk_notify_change` (sql/0002): only the key digest
+/// matters here; anything unreadable still means "reload".
+fn change_of(payload: &str) -> Change {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        digest: Option<String>,
+    }
+    let key = serde_json::from_str::<Payload>(payload)
+        .ok()
+        .and_then(|p| p.digest)
+        .and_then(|hex| Digest::parse(&format!("sha256:{hex}")));
+    Change { key }
+}
+
 struct Listener {
     _client: tokio_postgres::Client,
-    changes: mpsc::Receiver<()>,
+    changes: mpsc::Receiver<Change>,
+    /// Set when a notification could not be queued: which key it named is
+    /// lost, so every shared record must go.
+    overflowed: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -79,6 +105,7 @@ pub struct PgSource {
     pub pool: Pool,
     pub master_key: Option<MasterKey>,
     pub authorizer: Arc<Authorizer>,
+    pub keys: Arc<TieredKeys>,
     pub status: Arc<Mutex<ReloadStatus>>,
     pub reload_interval: Duration,
     /// How often key uses are written to `last_used_at`.
@@ -97,8 +124,10 @@ impl PgSource {
                     // Anything may have changed while we were not listening:
                     // flush what was verified against the old state, reload.
                     self.authorizer.basic().clear();
+                    self.keys.flush_shared().await;
                     self.reload("listener_connected").await;
-                    let stopped = self.follow(listener.changes, &mut stop).await;
+                    let mut listener = listener;
+                    let stopped = self.follow(&mut listener, &mut stop).await;
                     listener.task.abort();
                     if stopped {
                         return;
@@ -121,11 +150,7 @@ impl PgSource {
 
     /// Reloads on each change (coalescing a burst) and on the timer, until
     /// the listener connection ends (`false`) or `stop` flips (`true`).
-    async fn follow(
-        &self,
-        mut changes: mpsc::Receiver<()>,
-        stop: &mut watch::Receiver<bool>,
-    ) -> bool {
+    async fn follow(&self, listener: &mut Listener, stop: &mut watch::Receiver<bool>) -> bool {
         let mut tick = tokio::time::interval(self.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -138,9 +163,21 @@ impl PgSource {
                     return true;
                 }
                 _ = usage.tick() => self.flush_usage().await,
-                change = changes.recv() => match change {
-                    Some(()) => {
-                        while changes.try_recv().is_ok() {}
+                change = listener.changes.recv() => match change {
+                    Some(first) => {
+                        // Drop what the changed keys left behind before
+                        // anything else, then reload once for the burst.
+                        let mut change = Some(first);
+                        while let Some(Change { key }) = change {
+                            if let Some(digest) = key {
+                                self.keys.evict(&digest);
+                                self.keys.forget(&digest).await;
+                            }
+                            change = listener.changes.try_recv().ok();
+                        }
+                        if listener.overflowed.swap(false, Ordering::SeqCst) {
+                            self.keys.flush_shared().await;
+                        }
                         self.reload("notify").await;
                     }
                     None => return false,
@@ -160,13 +197,18 @@ impl PgSource {
             .parse()
             .map_err(|_| anyhow::anyhow!("invalid PostgreSQL URL"))?;
         let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
-        let (tx, changes) = mpsc::channel(64);
+        let (tx, changes) = mpsc::channel(1024);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let overflow = overflowed.clone();
         let task = tokio::spawn(async move {
             loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notification(_))) => {
-                        // A full channel already holds a pending reload.
-                        let _ = tx.try_send(());
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        // A full channel already holds a pending reload; only
+                        // the key it named is lost, and the flag says so.
+                        if tx.try_send(change_of(n.payload())).is_err() {
+                            overflow.store(true, Ordering::SeqCst);
+                        }
                     }
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return,
@@ -177,6 +219,7 @@ impl PgSource {
         Ok(Listener {
             _client: client,
             changes,
+            overflowed,
             task,
         })
     }
@@ -204,7 +247,12 @@ impl PgSource {
         let result = load_policy(&self.pool, self.master_key.as_ref())
             .await
             .map_err(|e| format!("cannot load the policy from PostgreSQL: {e:#}"));
+        let loaded = result.is_ok();
         install(&self.authorizer, &self.status, trigger, result, "failed");
+        if loaded {
+            // Key records were read against the old state: read them again.
+            self.keys.clear();
+        }
     }
 
     fn update(&self, f: impl FnOnce(&mut ReloadStatus)) {

@@ -35,7 +35,10 @@ pub use keys::{
     create_key, delete_key, get_key, list_keys, set_key_expiry, set_key_status,
     touch_keys_last_used, KeyRow,
 };
-pub use load::{client_secrets, find_key, find_key_with, load_document, load_snapshot, FIND_KEY};
+pub use load::{
+    client_secrets, find_key, find_key_with, load_document, load_serving_snapshot, load_snapshot,
+    FIND_KEY,
+};
 pub use routes::{create_route, delete_route, get_route, list_routes, update_route, RouteRow};
 
 /// Every statement this module runs, for the test that prepares them all

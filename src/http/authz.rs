@@ -47,7 +47,10 @@ pub async fn authz(
         x_api_key: bytes(h, "x-api-key"),
     };
     let decision = match AuthRequest::parse(&raw) {
-        Ok(parsed) => state.authorizer.decide(&parsed).await,
+        Ok(mut parsed) => {
+            parsed.source = source_address(&req, &state.trusted_proxies);
+            state.authorizer.decide(&parsed).await
+        }
         Err(reason) => Decision::Deny(Deny::new(reason)),
     };
     finish(&req, &decision, started, &state)

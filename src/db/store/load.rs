@@ -46,6 +46,21 @@ pub async fn load_document(
     c: &impl GenericClient,
     key: Option<&MasterKey>,
 ) -> Result<Document, StoreError> {
+    load(c, key, Keys::Included).await
+}
+
+/// Whether a load reads `gk_api_keys`.
+enum Keys {
+    Included,
+    /// A serving replica looks keys up per request instead (`db::keys`).
+    Excluded,
+}
+
+async fn load(
+    c: &impl GenericClient,
+    key: Option<&MasterKey>,
+    keys: Keys,
+) -> Result<Document, StoreError> {
     let routes = select_routes(c, None)
         .await?
         .iter()
@@ -57,12 +72,15 @@ pub async fn load_document(
         .iter()
         .map(|row| client(row, key))
         .collect::<Result<_, _>>()?;
-    let keys = c
-        .query(SELECT_KEYS, &[])
-        .await?
-        .iter()
-        .map(key_record)
-        .collect::<Result<_, _>>()?;
+    let keys = match keys {
+        Keys::Included => c
+            .query(SELECT_KEYS, &[])
+            .await?
+            .iter()
+            .map(key_record)
+            .collect::<Result<_, _>>()?,
+        Keys::Excluded => Vec::new(),
+    };
     let grants = c
         .query(SELECT_GRANTS, &[&None::<&str>])
         .await?
@@ -83,13 +101,29 @@ pub async fn load_snapshot(
     c: &mut Client,
     key: Option<&MasterKey>,
 ) -> Result<Document, StoreError> {
+    snapshot(c, key, Keys::Included).await
+}
+
+/// `load_snapshot` without the keys: what a serving replica holds.
+pub async fn load_serving_snapshot(
+    c: &mut Client,
+    key: Option<&MasterKey>,
+) -> Result<Document, StoreError> {
+    snapshot(c, key, Keys::Excluded).await
+}
+
+async fn snapshot(
+    c: &mut Client,
+    key: Option<&MasterKey>,
+    keys: Keys,
+) -> Result<Document, StoreError> {
     let tx = c
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await?;
-    let doc = load_document(&tx, key).await?;
+    let doc = load(&tx, key, keys).await?;
     tx.commit().await?;
     Ok(doc)
 }

@@ -1,0 +1,220 @@
+//! Redis: the state replicas share (DESIGN §2, §6) — rate-limit states,
+//! HMAC nonces, failed-credential counters and the second-level credential
+//! cache.
+//!
+//! Every operation goes through `Redis::call`, which bounds it by the
+//! configured timeout (pool wait included) and turns any failure into
+//! `Unavailable`; the caller then applies the failure mode. After a failure
+//! the connection is marked down and later calls fail at once, without
+//! waiting, until the probe (`Redis::watch`) gets an answer again: an
+//! outage costs each request nothing, and recovery needs nobody.
+
+pub mod keys;
+pub mod limiter;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use deadpool_redis::redis::aio::MultiplexedConnection;
+use deadpool_redis::redis::{self, RedisResult};
+use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
+
+use crate::config::{RedisFailure, RedisSettings};
+use crate::metrics;
+
+/// Redis could not answer in time (or at all): apply the failure mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable;
+
+/// How often the probe asks Redis whether it answers, and refreshes the
+/// pool gauges.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct Redis {
+    pool: Pool,
+    /// The connection requests share. A multiplexed connection pipelines
+    /// concurrent commands, so one is enough and no per-call pool check
+    /// (a PING) is paid; the pool creates it and replaces it after an error.
+    current: ArcSwapOption<MultiplexedConnection>,
+    prefix: String,
+    timeout: Duration,
+    failure: RedisFailure,
+    up: AtomicBool,
+}
+
+impl Redis {
+    /// A pool for `settings`; connects lazily, so a Redis that is down at
+    /// start-up is an outage like any other, not a failed start.
+    pub fn new(settings: &RedisSettings) -> anyhow::Result<Redis> {
+        let mut config = deadpool_redis::Config::from_url(settings.url.0.as_str());
+        let mut pool = PoolConfig::new(settings.pool_size);
+        pool.timeouts = Timeouts {
+            wait: Some(settings.timeout),
+            create: Some(settings.timeout),
+            recycle: Some(settings.timeout),
+        };
+        config.pool = Some(pool);
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|_| anyhow::anyhow!("GATEKEEPER_REDIS_URL: cannot build a Redis pool"))?;
+        Ok(Redis {
+            pool,
+            current: ArcSwapOption::empty(),
+            prefix: settings.prefix.clone(),
+            timeout: settings.timeout,
+            failure: settings.failure,
+            up: AtomicBool::new(true),
+        })
+    }
+
+    pub fn failure_mode(&self) -> RedisFailure {
+        self.failure
+    }
+
+    /// Whether the last call (or probe) got an answer.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// `prefix` + `name`: every key gatekeeper writes starts with the prefix.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Runs `op` on a pooled connection within the timeout. `what` names
+    /// the operation in metrics and logs. While Redis is marked down this
+    /// fails at once.
+    pub async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, Unavailable>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        if !self.is_up() {
+            return Err(self.fell_back(what));
+        }
+        let attempt = async {
+            let conn = self.connection().await.map_err(|e| e.to_string())?;
+            op(conn).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.failed(what, &error)),
+            Err(_) => Err(self.failed(what, "timed out")),
+        }
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection, deadpool_redis::PoolError> {
+        if let Some(conn) = self.current.load_full() {
+            return Ok((*conn).clone());
+        }
+        let pooled = self.pool.get().await?;
+        let conn: MultiplexedConnection = (*pooled).clone();
+        self.current.store(Some(Arc::new(conn.clone())));
+        Ok(conn)
+    }
+
+    fn failed(&self, what: &'static str, error: &str) -> Unavailable {
+        // The shared connection may be the broken part: the next call
+        // takes a fresh one from the pool.
+        self.current.store(None);
+        ::metrics::counter!(metrics::REDIS_ERRORS, "op" => what).increment(1);
+        if self.up.swap(false, Ordering::Relaxed) {
+            // Errors from the client name hosts and commands, never values.
+            tracing::warn!(op = what, error, "Redis unavailable; falling back");
+        }
+        self.fell_back(what)
+    }
+
+    fn fell_back(&self, what: &'static str) -> Unavailable {
+        ::metrics::counter!(metrics::REDIS_FALLBACKS, "op" => what).increment(1);
+        Unavailable
+    }
+
+    /// One PING within the timeout, bypassing the down mark.
+    async fn ping(&self) -> bool {
+        let attempt = async {
+            let mut conn = self.connection().await.ok()?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .ok()
+        };
+        let answered = matches!(
+            tokio::time::timeout(self.timeout, attempt).await,
+            Ok(Some(_))
+        );
+        if !answered {
+            self.current.store(None);
+        }
+        answered
+    }
+
+    /// Probes until `stop` flips: marks Redis down when it stops answering
+    /// and up again once it answers, and keeps the pool gauges current.
+    pub async fn watch(&self, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tick.tick() => {}
+            }
+            // Asked even while up, so an idle replica notices an outage too.
+            let answered = self.ping().await;
+            let was_up = self.up.swap(answered, Ordering::Relaxed);
+            match (was_up, answered) {
+                (false, true) => tracing::info!("Redis answers again"),
+                (true, false) => tracing::warn!("Redis does not answer; falling back"),
+                _ => {}
+            }
+            let status = self.pool.status();
+            ::metrics::gauge!(metrics::REDIS_POOL_SIZE).set(status.size as f64);
+            ::metrics::gauge!(metrics::REDIS_POOL_AVAILABLE).set(status.available as f64);
+            ::metrics::gauge!(metrics::REDIS_POOL_WAITING).set(status.waiting as f64);
+        }
+    }
+
+    /// Accepts (client, nonce) once until `ttl_secs` from now: `SET NX EX`,
+    /// atomic across replicas. The key is a digest, so neither the client's
+    /// chosen nonce nor its length reaches Redis as a name.
+    pub async fn insert_nonce_once(
+        &self,
+        client: &str,
+        nonce: &str,
+        ttl_secs: u64,
+    ) -> Result<bool, Unavailable> {
+        let key = self.key(&format!("nonce:{}", name_digest(&[client, nonce])));
+        self.call("nonce", |mut conn| async move {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl_secs.max(1))
+                .query_async(&mut conn)
+                .await?;
+            Ok(set.is_some())
+        })
+        .await
+    }
+}
+
+/// Hex SHA-256 of length-prefixed parts: a fixed-size key name for values a
+/// client chose.
+pub fn name_digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
