@@ -6,60 +6,16 @@
 mod common;
 mod pg;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::proxy::Proxy;
 use common::{poll_until, Gatekeeper, Req};
 use pg::{digest_literal, seeded_chat, TestDb};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 const KEY: &str = "outage-test-key-cached";
 const NEW_KEY: &str = "outage-test-key-created-during-outage";
 
-/// Forwards 127.0.0.1:<port> to PostgreSQL while `up`; when cut, drops every
-/// open connection and closes new ones at once (a database that is gone).
-struct Proxy {
-    addr: SocketAddr,
-    up: watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (up, rx) = watch::channel(true);
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let rx = rx.clone();
-                if !*rx.borrow() {
-                    continue; // dropped: closed at once
-                }
-                tokio::spawn(forward(client, upstream, rx));
-            }
-        });
-        Proxy { addr, up }
-    }
-
-    fn cut(&self) {
-        self.up.send_replace(false);
-    }
-
-    fn restore(&self) {
-        self.up.send_replace(true);
-    }
-}
-
-async fn forward(mut client: TcpStream, upstream: SocketAddr, mut up: watch::Receiver<bool>) {
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = up.wait_for(|up| !*up) => {}
-    }
-}
+const POSTGRES: &str = "127.0.0.1:5432";
 
 /// The test database's URL, pointed through the proxy.
 fn through(db: &TestDb, proxy: &Proxy) -> String {
@@ -76,7 +32,7 @@ fn chat(gk: &Gatekeeper, key: &str) -> common::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_keeps_cached_keys_refuses_unknown_ones_and_recovers_by_itself() {
     let db = seeded_chat(KEY).await;
-    let proxy = Arc::new(Proxy::start("127.0.0.1:5432".parse().unwrap()).await);
+    let proxy = Proxy::start(POSTGRES.parse().unwrap());
     let url = through(&db, &proxy);
     let gk = Gatekeeper::start_postgres(&[
         ("GATEKEEPER_DATABASE_URL", url.as_str()),
@@ -122,7 +78,7 @@ async fn an_outage_keeps_cached_keys_refuses_unknown_ones_and_recovers_by_itself
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_staleness_bound_even_cached_keys_are_refused_until_the_database_returns() {
     let db = seeded_chat(KEY).await;
-    let proxy = Arc::new(Proxy::start("127.0.0.1:5432".parse().unwrap()).await);
+    let proxy = Proxy::start(POSTGRES.parse().unwrap());
     let url = through(&db, &proxy);
     let gk = Gatekeeper::start_postgres(&[
         ("GATEKEEPER_DATABASE_URL", url.as_str()),

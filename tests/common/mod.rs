@@ -5,6 +5,9 @@
 //! deadline instead of sleeping.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod proxy;
+pub mod redis;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

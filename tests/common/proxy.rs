@@ -1,0 +1,125 @@
+//! A TCP proxy on loopback that a test can break, for outages caused for
+//! real (PostgreSQL, Redis): the service under test connects through it,
+//! and the test cuts, black-holes and restores the path.
+//!
+//! - `cut`: the server is gone. Open connections are closed and new ones
+//!   are closed as soon as they are accepted.
+//! - `black_hole`: the server hangs. Connections, open and new, stay open
+//!   and whatever the client sends is read and thrown away, but nothing ever
+//!   comes back — only a timeout gets the client out.
+//! - `restore`: new connections are forwarded again. Connections opened or
+//!   stalled during an outage are closed (what they sent is lost, so they
+//!   could not be resumed).
+//!
+//! The proxy runs on a runtime of its own, so sync and async tests use it
+//! alike; it stops when dropped.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Up,
+    Cut,
+    BlackHole,
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    state: watch::Sender<State>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Proxy {
+    /// Listens on 127.0.0.1:<free port> and forwards to `upstream`.
+    pub fn start(upstream: SocketAddr) -> Proxy {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("test-proxy")
+            .enable_all()
+            .build()
+            .expect("a runtime for the proxy");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("proxy address");
+        let (state, rx) = watch::channel(State::Up);
+        runtime.spawn(accept(listener, upstream, rx));
+        Proxy {
+            addr,
+            state,
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn cut(&self) {
+        self.state.send_replace(State::Cut);
+    }
+
+    pub fn black_hole(&self) {
+        self.state.send_replace(State::BlackHole);
+    }
+
+    pub fn restore(&self) {
+        self.state.send_replace(State::Up);
+    }
+}
+
+impl Drop for Proxy {
+    /// Without blocking: the proxy may be dropped inside an async test.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn accept(listener: std::net::TcpListener, upstream: SocketAddr, rx: watch::Receiver<State>) {
+    let listener = TcpListener::from_std(listener).expect("a tokio listener");
+    while let Ok((client, _)) = listener.accept().await {
+        let _ = client.set_nodelay(true);
+        tokio::spawn(serve(client, upstream, rx.clone()));
+    }
+}
+
+async fn serve(mut client: TcpStream, upstream: SocketAddr, mut state: watch::Receiver<State>) {
+    let now = *state.borrow_and_update();
+    match now {
+        State::Cut => return, // dropped: closed at once
+        State::BlackHole => return swallow(client, state).await,
+        State::Up => {}
+    }
+    let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(upstream));
+    let Ok(Ok(mut server)) = connect.await else {
+        return;
+    };
+    let _ = server.set_nodelay(true);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+        _ = state.wait_for(|s| *s != State::Up) => {}
+    }
+    drop(server);
+    let now = *state.borrow();
+    if now == State::BlackHole {
+        swallow(client, state).await;
+    }
+}
+
+/// Reads and discards until the client gives up or the black hole ends;
+/// then the connection is closed.
+async fn swallow(mut client: TcpStream, mut state: watch::Receiver<State>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        tokio::select! {
+            read = client.read(&mut buf) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    return;
+                }
+            }
+            _ = state.wait_for(|s| *s != State::BlackHole) => return,
+        }
+    }
+}
