@@ -670,3 +670,41 @@ async fn a_key_made_with_key_create_is_allowed_and_refused_within_a_second_of_ke
     let refused = poll_until(Duration::from_secs(1), || chat().status != 200);
     assert!(refused, "still allowed a second after `key revoke`");
 }
+
+#[tokio::test]
+async fn an_existing_hmac_secret_is_accepted_from_stdin_sealed_and_never_printed() {
+    let db = TestDb::new().await;
+    team_a(&db).await;
+    let args = ["client", "secret", "set", "team-a", "--hmac", "--stdin"];
+    let given = "legacy-shared-secret-from-api-gatekeeper";
+    let key = MASTER_KEY_HEX;
+    let out = gk_with(&db, &args, Some(key), format!("{given}\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(!out.contains(given), "{out}");
+    let sealed: Vec<u8> = db
+        .client()
+        .await
+        .query_one(
+            "SELECT hmac_secret_sealed FROM gk_client_secrets WHERE client_id = 'team-a'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let opened = seal::open(&MasterKey::parse(key).unwrap(), "team-a", &sealed).unwrap();
+    assert_eq!(
+        opened.expose(),
+        given.as_bytes(),
+        "the newline is not part of it"
+    );
+
+    let e = gk_with(&db, &args, Some(key), b"too-short\n")
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), 64);
+    assert!(e.to_string().contains("16 characters"), "{e}");
+    assert!(!e.to_string().contains("too-short"), "{e}");
+    let e = gk_with(&db, &args, Some(key), b"").await.unwrap_err();
+    assert_eq!(e.exit_code(), 64);
+}

@@ -73,13 +73,18 @@ pub enum ClientCommand {
 pub enum ClientSecretCommand {
     /// `--basic`: read the secret from standard input and store its bcrypt
     /// hash. `--hmac`: generate one, print it once, store it sealed with
-    /// GATEKEEPER_MASTER_KEY.
+    /// GATEKEEPER_MASTER_KEY; `--hmac --stdin`: the same with the secret
+    /// the client already has, read from standard input (never printed).
     Set {
         id: String,
         #[arg(long, conflicts_with = "hmac", required_unless_present = "hmac")]
         basic: bool,
         #[arg(long)]
         hmac: bool,
+        /// With --hmac: read the secret from standard input instead of
+        /// generating one (at least 16 characters).
+        #[arg(long, requires = "hmac")]
+        stdin: bool,
         #[arg(long, default_value_t = DEFAULT_BCRYPT_COST,
               value_parser = clap::value_parser!(u32).range(4..=31))]
         cost: u32,
@@ -172,20 +177,32 @@ async fn run_secret(
     out: &mut impl Write,
 ) -> Result<(), ManageError> {
     match cmd {
-        ClientSecretCommand::Set { id, hmac: true, .. } => {
+        ClientSecretCommand::Set {
+            id,
+            hmac: true,
+            stdin,
+            ..
+        } => {
             let key = master_key.ok_or_else(|| {
                 usage("GATEKEEPER_MASTER_KEY: set it (or GATEKEEPER_MASTER_KEY_FILE) to store an HMAC secret")
             })?;
             let key = parse_master_key(key).map_err(|e| usage(e.to_string()))?;
-            let secret = hmac_secret()?;
+            let secret = match stdin {
+                true => given_hmac_secret(input)?,
+                false => hmac_secret()?,
+            };
             let sealed = seal::seal(&key, &id, secret.as_bytes())
                 .map_err(|e| ManageError::Failed(e.to_string()))?;
             store::set_hmac_secret(c, &id, &sealed).await?;
-            writeln!(out, "hmac secret: {secret}")?;
-            writeln!(
-                out,
-                "             (shown once: give it to the client now; it is stored encrypted)"
-            )?;
+            if stdin {
+                writeln!(out, "hmac secret of client `{id}` set (stored encrypted)")?;
+            } else {
+                writeln!(out, "hmac secret: {secret}")?;
+                writeln!(
+                    out,
+                    "             (shown once: give it to the client now; it is stored encrypted)"
+                )?;
+            }
         }
         ClientSecretCommand::Set { id, cost, .. } => {
             let secret = read_secret(input)?;
@@ -215,6 +232,21 @@ fn hmac_secret() -> Result<String, ManageError> {
     getrandom::getrandom(&mut bytes)
         .map_err(|e| ManageError::Failed(format!("no random bytes: {e}")))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Shortest HMAC secret accepted from an operator: a shared secret that
+/// short could be guessed offline from one signed request.
+const MIN_GIVEN_HMAC_SECRET: usize = 16;
+
+/// An HMAC secret the client already has, from standard input.
+fn given_hmac_secret(input: &mut impl Read) -> Result<String, ManageError> {
+    let secret = read_secret(input)?;
+    if secret.chars().count() < MIN_GIVEN_HMAC_SECRET {
+        return Err(usage(format!(
+            "the HMAC secret on standard input is shorter than {MIN_GIVEN_HMAC_SECRET} characters"
+        )));
+    }
+    Ok(secret)
 }
 
 /// The secret on standard input, one trailing newline removed.
