@@ -272,6 +272,7 @@ impl Authorizer {
                     route_id: route.id.clone(),
                     identity: None,
                     rate: None,
+                    forward_provider_token: false,
                 })
             }
             MethodRule::Credentials(accepts) => accepts,
@@ -318,6 +319,8 @@ impl Authorizer {
                     route_id: route.id.clone(),
                     identity: Some(identity),
                     rate,
+                    forward_provider_token: accepts.forwards_provider_token()
+                        && req.has_provider_token,
                 })
             }
             Err(Limited::Denied(limited)) => {

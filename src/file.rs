@@ -25,9 +25,8 @@ use time::OffsetDateTime;
 
 use crate::core::glob::Glob;
 use crate::core::model::{
-    valid_id, without_line_end, Client, ClientStatus, CredentialSet, CredentialType, Digest,
-    Document, DomainPattern, Grant, GrantMethods, KeyRecord, KeyStatus, Limit, Method, MethodRule,
-    PathPattern, Route, Secret,
+    valid_id, without_line_end, Client, ClientStatus, Digest, Document, DomainPattern, Grant,
+    GrantMethods, KeyRecord, KeyStatus, Limit, Method, MethodRule, PathPattern, Route, Secret,
 };
 
 /// One problem, naming its place, e.g. `route "ollama-api" (route #2)` and
@@ -310,7 +309,7 @@ fn method_rules(raw: &BTreeMap<String, Vec<String>>, c: &mut Checker) -> Option<
     for (name, list) in raw {
         let field = format!("methods.{}", name.escape_debug());
         let key = c.check(&field, method_key(name));
-        match (key, c.check(&field, parse_rule(list))) {
+        match (key, c.check(&field, MethodRule::parse(list))) {
             (Some(Some(method)), Some(rule)) => drop(methods.insert(method, rule)),
             (Some(None), Some(rule)) => any = Some(rule),
             _ => ok = false,
@@ -325,32 +324,6 @@ fn method_key(name: &str) -> Result<Option<Method>, String> {
         "*" => Ok(None),
         _ => parse_method(name).map(Some),
     }
-}
-
-fn parse_rule(list: &[String]) -> Result<MethodRule, String> {
-    if list.is_empty() {
-        return Err("an empty list accepts nothing; leave the method out instead".into());
-    }
-    if list.iter().any(|t| t == "public") {
-        return match list.len() {
-            1 => Ok(MethodRule::Public),
-            _ => Err("`public` must be the only entry".into()),
-        };
-    }
-    let mut set = CredentialSet::EMPTY;
-    for name in list {
-        let t = CredentialType::parse(name).ok_or_else(|| {
-            format!(
-                "unknown credential type `{}` (expected public, api_key, basic or hmac)",
-                name.escape_debug()
-            )
-        })?;
-        if set.contains(t) {
-            return Err(format!("`{name}` is listed twice"));
-        }
-        set = set.with(t);
-    }
-    Ok(MethodRule::Credentials(set))
 }
 
 // ---- Clients and keys. -----------------------------------------------

@@ -1,5 +1,6 @@
 //! Unit tests of `file`.
 use super::*;
+use crate::core::model::CredentialType;
 use std::path::PathBuf;
 
 const HASH: &str = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";

@@ -708,3 +708,35 @@ async fn an_existing_hmac_secret_is_accepted_from_stdin_sealed_and_never_printed
     let e = gk_with(&db, &args, Some(key), b"").await.unwrap_err();
     assert_eq!(e.exit_code(), 64);
 }
+
+#[tokio::test]
+async fn a_bring_your_own_token_rule_is_stored_and_served_and_never_alone() {
+    let db = TestDb::new().await;
+    chat_route(&db).await;
+    let byo = [
+        "route",
+        "update",
+        "chat",
+        "--method",
+        "POST=api_key,provider_token",
+    ];
+    gk_ok(&db, &byo).await;
+    let row = gk_json(&db, &["route", "show", "chat", "--json"]).await;
+    assert_eq!(
+        row["methods"],
+        json!({"POST": ["api_key", "provider_token"]})
+    );
+    let doc = gatekeeper::db::store::load_document(&db.client().await, None)
+        .await
+        .unwrap();
+    let rule = doc.routes[0].methods.values().next().copied().unwrap();
+    assert_eq!(rule.names(), ["api_key", "provider_token"]);
+
+    let alone = ["route", "update", "chat", "--method", "POST=provider_token"];
+    let e = gk_err(&db, &alone).await;
+    assert!(e.to_string().contains("identifies the client"), "{e}");
+    // The database refuses it too, whoever writes.
+    let sql =
+        "UPDATE gk_route_methods SET credentials = '{provider_token}' WHERE route_id = 'chat'";
+    assert!(db.client().await.execute(sql, &[]).await.is_err());
+}

@@ -1,27 +1,18 @@
 //! How the plan words values: limits, expiries, method rules, model lists.
 //! Never a secret or a digest.
 
-use crate::core::model::{Grant, GrantMethods, Limit, MethodRule, Route};
+use crate::core::model::{Grant, GrantMethods, Limit, Route};
 
 pub(super) fn place(r: &Route) -> String {
     format!("{} {}", r.domain, r.path)
-}
-
-fn rule_text(rule: MethodRule) -> String {
-    match rule {
-        MethodRule::Public => "public".into(),
-        MethodRule::Credentials(set) => {
-            set.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
-        }
-    }
 }
 
 pub(super) fn methods_text(r: &Route) -> String {
     let explicit = r
         .methods
         .iter()
-        .map(|(m, rule)| format!("{m}={}", rule_text(*rule)));
-    let any = r.any_method.map(|rule| format!("*={}", rule_text(rule)));
+        .map(|(m, rule)| format!("{m}={}", rule.text()));
+    let any = r.any_method.map(|rule| format!("*={}", rule.text()));
     let all: Vec<String> = explicit.chain(any).collect();
     match all.is_empty() {
         true => "none".into(),

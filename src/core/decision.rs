@@ -143,6 +143,9 @@ pub struct Allow {
     pub route_id: Arc<str>,
     pub identity: Option<Identity>,
     pub rate: Option<RateInfo>,
+    /// The method allows bring-your-own-token and the client sent one:
+    /// nginx forwards it upstream (`X-Auth-Provider-Token: forward`).
+    pub forward_provider_token: bool,
 }
 
 impl Allow {

@@ -98,12 +98,28 @@ impl CredentialType {
     }
 }
 
-/// A small set of credential types.
+/// A small set of credential types, and whether the method lets a client
+/// bring its own upstream token (`provider_token`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct CredentialSet(u8);
 
+/// The set's bit for `provider_token`, apart from the credential types.
+const PROVIDER_TOKEN_BIT: u8 = 0x80;
+
 impl CredentialSet {
     pub const EMPTY: CredentialSet = CredentialSet(0);
+
+    /// Bring-your-own-token: when the client (authenticated by one of the
+    /// credential types) also sends `X-Provider-Token`, the allow says so
+    /// (`X-Auth-Provider-Token: forward`) and nginx sends that token
+    /// upstream instead of the operator's. It never authenticates anyone.
+    pub fn with_provider_token(self) -> CredentialSet {
+        CredentialSet(self.0 | PROVIDER_TOKEN_BIT)
+    }
+
+    pub fn forwards_provider_token(self) -> bool {
+        self.0 & PROVIDER_TOKEN_BIT != 0
+    }
 
     pub fn with(self, t: CredentialType) -> CredentialSet {
         CredentialSet(self.0 | t.bit())
@@ -113,8 +129,9 @@ impl CredentialSet {
         self.0 & t.bit() != 0
     }
 
+    /// No credential type (the provider-token flag is not one).
     pub fn is_empty(self) -> bool {
-        self.0 == 0
+        self.0 & !PROVIDER_TOKEN_BIT == 0
     }
 
     pub fn iter(self) -> impl Iterator<Item = CredentialType> {
@@ -138,6 +155,69 @@ pub enum MethodRule {
     Public,
     /// One of these credential types (never empty).
     Credentials(CredentialSet),
+}
+
+/// The word, in a method's list, for bring-your-own-token.
+pub const PROVIDER_TOKEN: &str = "provider_token";
+
+impl MethodRule {
+    /// A method's list as the file, the database and the CLI write it:
+    /// `["public"]` alone, or credential types, each once, optionally with
+    /// `provider_token` beside at least one of them.
+    pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<MethodRule, String> {
+        let names: Vec<&str> = list.iter().map(AsRef::as_ref).collect();
+        if names.is_empty() {
+            return Err("an empty list accepts nothing; leave the method out instead".into());
+        }
+        if names.contains(&"public") {
+            return match names.len() {
+                1 => Ok(MethodRule::Public),
+                _ => Err("`public` must be the only entry".into()),
+            };
+        }
+        let mut set = CredentialSet::EMPTY;
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(format!("`{}` is listed twice", name.escape_debug()));
+            }
+            set = match (*name, CredentialType::parse(name)) {
+                (_, Some(t)) => set.with(t),
+                (PROVIDER_TOKEN, None) => set.with_provider_token(),
+                (_, None) => {
+                    return Err(format!(
+                        "unknown credential type `{}` (expected public, api_key, basic, hmac or provider_token)",
+                        name.escape_debug()
+                    ))
+                }
+            };
+        }
+        if set.is_empty() {
+            return Err(
+                "`provider_token` needs a credential that identifies the client beside it (api_key, basic or hmac)"
+                    .into(),
+            );
+        }
+        Ok(MethodRule::Credentials(set))
+    }
+
+    /// The list `parse` reads back to this rule.
+    pub fn names(self) -> Vec<&'static str> {
+        match self {
+            MethodRule::Public => vec!["public"],
+            MethodRule::Credentials(set) => {
+                let mut names: Vec<&str> = set.iter().map(CredentialType::as_str).collect();
+                if set.forwards_provider_token() {
+                    names.push(PROVIDER_TOKEN);
+                }
+                names
+            }
+        }
+    }
+
+    /// `names`, comma-joined (the database column and plans).
+    pub fn text(self) -> String {
+        self.names().join(",")
+    }
 }
 
 /// The host part of a route: exact, any subdomain of a suffix, or any host.
@@ -506,6 +586,48 @@ pub struct Document {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_rules_read_back_from_the_names_they_print() {
+        let lists: [&[&str]; 5] = [
+            &["public"],
+            &["api_key"],
+            &["api_key", "basic", "hmac"],
+            &["api_key", "provider_token"],
+            &["basic", "hmac", "provider_token"],
+        ];
+        for list in lists {
+            let rule = MethodRule::parse(list).unwrap();
+            assert_eq!(rule.names(), list);
+            assert_eq!(MethodRule::parse(&rule.names()), Ok(rule));
+        }
+        let byo = MethodRule::parse(&["provider_token", "api_key"]).unwrap();
+        let MethodRule::Credentials(set) = byo else {
+            panic!("{byo:?}")
+        };
+        assert!(set.forwards_provider_token());
+        assert!(set.contains(CredentialType::ApiKey));
+        assert_eq!(
+            set.iter().count(),
+            1,
+            "provider_token is not a credential type"
+        );
+    }
+
+    #[test]
+    fn method_rules_refuse_what_would_be_ambiguous_or_open() {
+        for (list, says) in [
+            (&[][..], "accepts nothing"),
+            (&["public", "api_key"][..], "only entry"),
+            (&["api_key", "api_key"][..], "listed twice"),
+            (&["provider_token"][..], "identifies the client"),
+            (&["provider_token", "provider_token"][..], "listed twice"),
+            (&["jwt"][..], "unknown credential type `jwt`"),
+        ] {
+            let e = MethodRule::parse(list).unwrap_err();
+            assert!(e.contains(says), "{list:?}: {e}");
+        }
+    }
 
     #[test]
     fn limits_parse_with_default_burst() {

@@ -22,6 +22,8 @@ pub struct RawRequest<'a> {
     pub body: Option<&'a [u8]>,
     pub authorization: Option<&'a [u8]>,
     pub x_api_key: Option<&'a [u8]>,
+    /// `X-Provider-Token`: only whether it is there matters (never read).
+    pub provider_token: Option<&'a [u8]>,
 }
 
 /// Whether the original request's body reached gatekeeper.
@@ -46,6 +48,8 @@ pub struct AuthRequest<'a> {
     pub uri: NormalisedUri,
     pub credentials: CredentialHeaders<'a>,
     pub body: Body<'a>,
+    /// The client sent a non-empty `X-Provider-Token`.
+    pub has_provider_token: bool,
 }
 
 impl<'a> AuthRequest<'a> {
@@ -76,6 +80,9 @@ impl<'a> AuthRequest<'a> {
             uri,
             credentials,
             body: body_state(raw)?,
+            has_provider_token: raw
+                .provider_token
+                .is_some_and(|t| !t.trim_ascii().is_empty()),
         })
     }
 }

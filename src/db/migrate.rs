@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notify_key_digest",
         sql: include_str!("../../sql/0002_notify_key_digest.sql"),
     },
+    Migration {
+        version: 3,
+        name: "provider_token",
+        sql: include_str!("../../sql/0003_provider_token.sql"),
+    },
 ];
 
 impl Migration {

@@ -45,6 +45,7 @@ pub async fn authz(
         body: body.as_deref(),
         authorization: bytes(h, "authorization"),
         x_api_key: bytes(h, "x-api-key"),
+        provider_token: bytes(h, "x-provider-token"),
     };
     let decision = match AuthRequest::parse(&raw) {
         Ok(mut parsed) => {
@@ -113,6 +114,9 @@ fn allow_response(allow: &Allow) -> HttpResponse {
     }
     if let Some(rate) = allow.rate {
         rate_headers(&mut r, rate);
+    }
+    if allow.forward_provider_token {
+        r.insert_header(("x-auth-provider-token", "forward"));
     }
     r.finish()
 }

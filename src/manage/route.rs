@@ -9,9 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::output::{json, table};
 use super::{connect, exit_with, usage, ManageError};
-use crate::core::model::{
-    valid_id, CredentialSet, CredentialType, DomainPattern, Method, MethodRule, PathPattern, Route,
-};
+use crate::core::model::{valid_id, DomainPattern, Method, MethodRule, PathPattern, Route};
 use crate::db::store::{self, RouteRow};
 
 #[derive(Subcommand, Debug)]
@@ -189,7 +187,8 @@ fn parse_methods(flags: &[String]) -> Result<Rules, ManageError> {
             return Err(usage(format!("--method {method} is given twice")));
         }
         let list: Vec<String> = creds.split(',').map(|s| s.trim().to_owned()).collect();
-        let rule = parse_rule(&list).map_err(|p| usage(format!("--method `{flag}`: {p}")))?;
+        let rule =
+            MethodRule::parse(&list).map_err(|p| usage(format!("--method `{flag}`: {p}")))?;
         rules.push((method.to_owned(), rule));
     }
     Ok(rules)
@@ -197,29 +196,11 @@ fn parse_methods(flags: &[String]) -> Result<Rules, ManageError> {
 
 fn stored_methods(row: &RouteRow) -> Result<Rules, ManageError> {
     let rule = |(m, list): (&String, &Vec<String>)| {
-        parse_rule(list)
+        MethodRule::parse(list)
             .map(|r| (m.clone(), r))
             .map_err(|p| usage(format!("route `{}` method {m}: {p}", row.id)))
     };
     row.methods.iter().map(rule).collect()
-}
-
-/// `public` alone, or a set of credential types.
-fn parse_rule(list: &[String]) -> Result<MethodRule, String> {
-    if list == ["public"] {
-        return Ok(MethodRule::Public);
-    }
-    let mut set = CredentialSet::EMPTY;
-    for name in list {
-        let t = CredentialType::parse(name).ok_or_else(|| {
-            format!(
-                "`{}` is not public (alone), api_key, basic or hmac",
-                name.escape_debug()
-            )
-        })?;
-        set = set.with(t);
-    }
-    Ok(MethodRule::Credentials(set))
 }
 
 fn print_one(out: &mut impl Write, row: &RouteRow, as_json: bool) -> Result<(), ManageError> {
@@ -256,6 +237,7 @@ fn print_table(out: &mut impl Write, rows: &[RouteRow]) -> Result<(), ManageErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::model::CredentialType;
 
     #[test]
     fn method_flags_read_public_alone_or_credential_sets() {

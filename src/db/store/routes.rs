@@ -7,9 +7,7 @@ use serde::Serialize;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{StoreError, Subject};
-use crate::core::model::{
-    CredentialSet, CredentialType, DomainPattern, Method, MethodRule, PathPattern, Route,
-};
+use crate::core::model::{DomainPattern, Method, MethodRule, PathPattern, Route};
 
 /// A route as `route list` / `route show --json` print it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -113,7 +111,7 @@ impl RouteRow {
         };
         let at = Subject::new("gk_route_methods", &self.id);
         for (name, credentials) in &self.methods {
-            let rule = parse_rule(credentials)
+            let rule = MethodRule::parse(credentials)
                 .map_err(|problem| at.invalid(format!("method {name}: {problem}")))?;
             if name == "*" {
                 route.any_method = Some(rule);
@@ -127,45 +125,13 @@ impl RouteRow {
     }
 }
 
-/// `["public"]`, or a non-empty set of credential types (a type listed
-/// twice is the same set).
-fn parse_rule(list: &[String]) -> Result<MethodRule, String> {
-    if let [only] = list {
-        if only == "public" {
-            return Ok(MethodRule::Public);
-        }
-    }
-    let mut set = CredentialSet::EMPTY;
-    for name in list {
-        let t = CredentialType::parse(name)
-            .ok_or_else(|| format!("`{}` is not api_key, basic or hmac", name.escape_debug()))?;
-        set = set.with(t);
-    }
-    match set.is_empty() {
-        true => Err("accepts no credential".into()),
-        false => Ok(MethodRule::Credentials(set)),
-    }
-}
-
-/// The rule as stored: `public`, or the credential types comma-joined.
-fn rule_text(rule: MethodRule) -> String {
-    match rule {
-        MethodRule::Public => "public".to_owned(),
-        MethodRule::Credentials(set) => {
-            set.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(",")
-        }
-    }
-}
-
 /// The method column and the comma-joined credentials column, `*` included.
 fn method_columns(route: &Route) -> (Vec<String>, Vec<String>) {
     let explicit = route
         .methods
         .iter()
-        .map(|(m, rule)| (m.as_str().to_owned(), rule_text(*rule)));
-    let any = route
-        .any_method
-        .map(|rule| ("*".to_owned(), rule_text(rule)));
+        .map(|(m, rule)| (m.as_str().to_owned(), rule.text()));
+    let any = route.any_method.map(|rule| ("*".to_owned(), rule.text()));
     explicit.chain(any).unzip()
 }
 
@@ -244,37 +210,5 @@ pub async fn delete_route(c: &impl GenericClient, id: &str) -> Result<(), StoreE
     match c.execute(DELETE_ROUTE, &[&id]).await? {
         0 => Err(Subject::new("gk_routes", id).not_found("route")),
         _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn strings(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn rules_read_public_alone_or_a_set_of_credential_types() {
-        assert_eq!(parse_rule(&strings(&["public"])), Ok(MethodRule::Public));
-        let set = CredentialSet::EMPTY
-            .with(CredentialType::ApiKey)
-            .with(CredentialType::Hmac);
-        assert_eq!(
-            parse_rule(&strings(&["hmac", "api_key", "hmac"])),
-            Ok(MethodRule::Credentials(set))
-        );
-        assert!(parse_rule(&[]).is_err());
-        assert!(parse_rule(&strings(&["public", "basic"])).is_err());
-        assert!(parse_rule(&strings(&["jwt"])).is_err());
-    }
-
-    #[test]
-    fn rules_are_stored_as_the_text_they_are_read_from() {
-        for list in [&["public"][..], &["api_key", "basic", "hmac"], &["basic"]] {
-            let rule = parse_rule(&strings(list)).unwrap();
-            assert_eq!(rule_text(rule), list.join(","));
-        }
     }
 }
