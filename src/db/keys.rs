@@ -41,8 +41,11 @@ pub struct TieredKeys {
     l1: Mutex<HashMap<Digest, Entry>>,
     ttl: Duration,
     capacity: usize,
-    /// Bumped by `clear`: a look-up that started before fills nothing.
+    /// Bumped by `clear`: a record fetched in an older epoch is stale.
     epoch: AtomicU64,
+    /// Bumped by `evict`: a look-up that started before fills nothing, so
+    /// a record read before a revocation never lands after it.
+    evictions: AtomicU64,
     l2: Option<(Arc<Redis>, KeyCache)>,
     /// L2 is read only after this replica has flushed it once: records
     /// written before it listened may predate a revocation it never heard.
@@ -63,6 +66,7 @@ impl TieredKeys {
             ttl,
             capacity: capacity.max(1),
             epoch: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
             l2: redis.map(|r| (r, KeyCache::new(l2_ttl))),
             l2_trusted: AtomicBool::new(false),
             pg,
@@ -85,7 +89,7 @@ impl TieredKeys {
     /// Drops one key's L1 record (its row changed).
     pub fn evict(&self, digest: &Digest) {
         let mut l1 = self.lock();
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.evictions.fetch_add(1, Ordering::SeqCst);
         l1.remove(digest);
     }
 
@@ -117,14 +121,18 @@ impl TieredKeys {
         }
     }
 
-    fn remember(&self, record: &KeyRecord, epoch: u64) {
+    /// Keeps what a look-up that started in `epoch` after `evictions`
+    /// found: dropped if a key was evicted meanwhile; stale if L1 was
+    /// cleared meanwhile (still good for an outage, never trusted as fresh).
+    fn remember(&self, record: &KeyRecord, (epoch, evictions): (u64, u64)) {
         let mut l1 = self.lock();
-        if self.epoch.load(Ordering::SeqCst) != epoch {
+        if self.evictions.load(Ordering::SeqCst) != evictions {
             return;
         }
         if l1.len() >= self.capacity && !l1.contains_key(&record.digest) {
             let ttl = self.ttl;
-            l1.retain(|_, e| e.epoch == epoch && e.fetched.elapsed() < ttl);
+            let current = self.epoch.load(Ordering::SeqCst);
+            l1.retain(|_, e| e.epoch == current && e.fetched.elapsed() < ttl);
             if l1.len() >= self.capacity {
                 if let Some(victim) = l1.keys().next().copied() {
                     l1.remove(&victim);
@@ -150,7 +158,10 @@ impl TieredKeys {
             Err(stale) => stale,
         };
         ::metrics::counter!(CACHE_MISSES, "layer" => "l1").increment(1);
-        let epoch = self.epoch.load(Ordering::SeqCst);
+        let asked = (
+            self.epoch.load(Ordering::SeqCst),
+            self.evictions.load(Ordering::SeqCst),
+        );
         let started = Instant::now();
         let mut generation = None;
         if let Some((redis, cache)) = &self.l2 {
@@ -158,7 +169,7 @@ impl TieredKeys {
                 match cache.get(redis, &digest).await {
                     Ok(Cached::Hit(record)) => {
                         ::metrics::counter!(CACHE_HITS, "layer" => "l2").increment(1);
-                        self.remember(&record, epoch);
+                        self.remember(&record, asked);
                         return Ok(Some(record));
                     }
                     Ok(Cached::Miss { generation: g }) => {
@@ -177,7 +188,7 @@ impl TieredKeys {
                         let _ = cache.fill(redis, &record, g).await;
                     }
                 }
-                self.remember(&record, epoch);
+                self.remember(&record, asked);
                 Ok(Some(record))
             }
             Ok(None) => Ok(None),
