@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::basic::BasicVerifier;
+use crate::cache::TtlCache;
 use crate::config::RedisFailure;
 use crate::core::apikey::classify;
 use crate::core::credential::{extract, HmacParams, Presented};
@@ -124,7 +125,16 @@ struct Shared {
 struct Throttle {
     limit: Limit,
     local: LocalLimiter,
+    /// Addresses Redis just said may still fail, so the next request from
+    /// them skips the round trip for `CLEAN_FOR`. Any failure this replica
+    /// records forgets the address, so each replica verifies at most one
+    /// extra failure beyond what Redis allows — and a well-behaved client
+    /// costs one Redis round trip per decision (its limit), not two.
+    clean: TtlCache<LimitKey, ()>,
 }
+
+/// How long a Redis "not throttled" answer is reused.
+const CLEAN_FOR: Duration = Duration::from_secs(1);
 
 /// Distinct source addresses whose failures are remembered in process.
 const THROTTLE_CAPACITY: usize = 100_000;
@@ -173,6 +183,7 @@ impl Authorizer {
                     burst: 20,
                 },
                 local: LocalLimiter::new(THROTTLE_CAPACITY),
+                clean: TtlCache::new(CLEAN_FOR, THROTTLE_CAPACITY),
             },
             clock,
             settings,
@@ -376,11 +387,21 @@ impl Authorizer {
             key: source,
             limit: self.throttle.limit,
         }];
+        if self.shared.is_some() && self.throttle.clean.get(source, Instant::now()).is_some() {
+            return Ok(());
+        }
         let verdict = match self
             .ask_shared("failed_auth_check", &charge, Mode::Peek)
             .await
         {
-            Some(verdict) => verdict.map(drop),
+            Some(verdict) => {
+                if verdict.is_ok() {
+                    self.throttle
+                        .clean
+                        .insert(source.clone(), (), Instant::now());
+                }
+                verdict.map(drop)
+            }
             None => self.throttle.local.peek(&charge, self.clock.mono_nanos()),
         };
         verdict.map_err(|denied| denied.retry_after_secs.max(1))
@@ -388,6 +409,7 @@ impl Authorizer {
 
     /// Counts one failed credential from `source`.
     async fn record_failure(&self, source: &LimitKey) {
+        self.throttle.clean.remove(source);
         let charge = [Charge {
             key: source,
             limit: self.throttle.limit,

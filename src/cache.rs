@@ -58,6 +58,10 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         map.insert(key, (value, now));
     }
 
+    pub fn remove(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }
