@@ -69,3 +69,6 @@ cargo test --locked --all-targets
 
 log "benchmarks compile"
 cargo bench --locked --no-run
+
+log "end to end through real nginx (scripts/e2e.sh)"
+bash scripts/e2e.sh
