@@ -72,3 +72,6 @@ cargo bench --locked --no-run
 
 log "end to end through real nginx (scripts/e2e.sh)"
 bash scripts/e2e.sh
+
+log "nginx outage smoke: gatekeeper's own 503 and gatekeeper down (e2e/run_nginx_smoke.sh)"
+bash e2e/run_nginx_smoke.sh
