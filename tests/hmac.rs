@@ -3,42 +3,11 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use common::hmac::{now, OPS_POLICY, OPS_SECRET};
 use common::{Gatekeeper, Req};
 
-const SECRET: &str = "ops-shared-secret";
-
-const POLICY: &str = r#"
-[[route]]
-id = "admin"
-domain = "*"
-path = "/api/*"
-service = "ollama"
-[route.methods]
-GET = ["hmac"]
-POST = ["hmac"]
-
-[[client]]
-id = "ops"
-name = "Operations"
-hmac_secret = { env = "OPS_SECRET" }
-
-[[grant]]
-client = "ops"
-route = "admin"
-methods = ["GET", "POST"]
-"#;
-
 fn start() -> Gatekeeper {
-    Gatekeeper::start_with_env(POLICY, &[("OPS_SECRET", SECRET)])
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    Gatekeeper::start_with_env(OPS_POLICY, &[("OPS_SECRET", OPS_SECRET)])
 }
 
 /// The `Authorization` value `gatekeeper sign` prints.
@@ -51,39 +20,7 @@ fn sign(
     nonce: &str,
 ) -> String {
     let dir = gk.config_path().parent().unwrap();
-    let secret_file = dir.join("secret");
-    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let body_file = dir.join("body");
-    std::fs::write(&body_file, body).unwrap();
-    let ts = timestamp.to_string();
-    let args = [
-        "sign",
-        "--client",
-        "ops",
-        "--secret-file",
-        secret_file.to_str().unwrap(),
-        "--method",
-        method,
-        "--path",
-        path,
-        "--body-file",
-        body_file.to_str().unwrap(),
-        "--timestamp",
-        &ts,
-        "--nonce",
-        nonce,
-    ];
-    let out = common::run(&args, &[], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8(out.stdout).unwrap();
-    line.trim()
-        .strip_prefix("Authorization: ")
-        .expect("an Authorization line")
-        .to_owned()
+    common::hmac::sign(dir, method, path, body, timestamp, nonce)
 }
 
 fn signed(method: &str, uri: &str, auth: &str) -> Req {

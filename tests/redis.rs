@@ -7,8 +7,9 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::hmac::{OPS_POLICY, OPS_SECRET};
 use common::redis::TestRedis;
 use common::{bcrypt_hash, metric, Gatekeeper, Key, Req, Response};
 
@@ -369,72 +370,19 @@ fn ipv6_failures_count_per_64_bit_prefix() {
 
 // ── HMAC nonces ─────────────────────────────────────────────────────────────
 
-const HMAC_SECRET: &str = "ops-shared-secret";
-
-const HMAC_POLICY: &str = r#"
-[[route]]
-id = "admin"
-domain = "*"
-path = "/api/*"
-service = "ollama"
-[route.methods]
-GET = ["hmac"]
-
-[[client]]
-id = "ops"
-name = "Operations"
-hmac_secret = { env = "OPS_SECRET" }
-
-[[grant]]
-client = "ops"
-route = "admin"
-methods = ["GET"]
-"#;
-
 /// The `Authorization` value `gatekeeper sign` prints for a GET of `path`.
 fn sign(path: &str, nonce: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, HMAC_SECRET).unwrap();
-    let body_file = dir.path().join("body");
-    std::fs::write(&body_file, b"").unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let ts = now.as_secs().to_string();
-    let args = [
-        "sign",
-        "--client",
-        "ops",
-        "--secret-file",
-        secret_file.to_str().unwrap(),
-        "--method",
-        "GET",
-        "--path",
-        path,
-        "--body-file",
-        body_file.to_str().unwrap(),
-        "--timestamp",
-        &ts,
-        "--nonce",
-        nonce,
-    ];
-    let out = common::run(&args, &[], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8(out.stdout).unwrap();
-    let auth = line.trim().strip_prefix("Authorization: ");
-    auth.expect("an Authorization line").to_owned()
+    common::hmac::sign(dir.path(), "GET", path, b"", common::hmac::now(), nonce)
 }
 
 #[test]
 fn a_signed_request_accepted_by_one_replica_is_a_replay_on_another() {
     let redis = TestRedis::new();
-    let env = [("OPS_SECRET", HMAC_SECRET)];
+    let env = [("OPS_SECRET", OPS_SECRET)];
     let (a, b) = (
-        start(HMAC_POLICY, Some(&redis), &env),
-        start(HMAC_POLICY, Some(&redis), &env),
+        start(OPS_POLICY, Some(&redis), &env),
+        start(OPS_POLICY, Some(&redis), &env),
     );
     let auth = sign("/api/tags", "replica-nonce-1");
     let signed = Req::get("/api/tags").header("Authorization", &auth);

@@ -5,6 +5,7 @@
 //! deadline instead of sleeping.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod hmac;
 pub mod proxy;
 pub mod redis;
 
