@@ -43,7 +43,26 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     describe();
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    keep_up(handle.clone())?;
     Ok(handle)
+}
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until it is folded into the
+/// buckets, which only a scrape or `run_upkeep` does: a replica nobody
+/// scrapes would grow by each decision's duration sample, without bound
+/// (the benchmark saw 87 MB over 5.7 M decisions). A thread of its own, so
+/// it runs whatever the runtime is doing.
+fn keep_up(handle: PrometheusHandle) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        })?;
+    Ok(())
 }
 
 fn describe() {
