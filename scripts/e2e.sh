@@ -74,22 +74,8 @@ stop_recorded() {
 
 # ── installing what is missing ──────────────────────────────────────────────
 
-apt_install() {
-    [ "$(id -u)" = 0 ] || die "need root to install $* (or install it first)"
-    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
-    # Debian's postinst starts the services it installs (nginx on :80): a
-    # policy-rc.d answering 101 forbids that, as in containers.
-    local guard=""
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        guard=1
-    fi
-    local rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || rc=$?
-    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
-    return "$rc"
-}
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 ensure_nginx() {
     if ! command -v nginx >/dev/null || [ ! -f "$NJS_MODULE" ]; then
