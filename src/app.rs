@@ -140,6 +140,7 @@ impl App {
                 status,
                 reload_interval: config.db_reload_interval,
                 usage_interval: config.last_used_interval,
+                hangup: crate::reload::hangup_signal(),
             }),
         });
         Ok(App {

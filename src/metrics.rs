@@ -20,6 +20,8 @@ pub const CREDENTIAL_CHECKS: &str = "gatekeeper_credential_checks_total";
 pub const FAILED_AUTH_THROTTLED: &str = "gatekeeper_failed_auth_throttled_total";
 pub const REDIS_ERRORS: &str = "gatekeeper_redis_errors_total";
 pub const REDIS_FALLBACKS: &str = "gatekeeper_redis_fallbacks_total";
+pub const REDIS_UP: &str = "gatekeeper_redis_up";
+pub const POSTGRES_LISTENER: &str = "gatekeeper_postgres_listener_connected";
 pub const REDIS_POOL_SIZE: &str = "gatekeeper_redis_pool_connections";
 pub const REDIS_POOL_AVAILABLE: &str = "gatekeeper_redis_pool_available";
 pub const REDIS_POOL_WAITING: &str = "gatekeeper_redis_pool_waiting";
@@ -43,6 +45,11 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     describe();
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Present from the start, so that the first rejected or failed reload
+    // is an increase an alert can see, not a series that appears at 1.
+    for result in ["ok", "rejected", "failed"] {
+        metrics::counter!(RELOADS, "result" => result).increment(0);
+    }
     keep_up(handle.clone())?;
     Ok(handle)
 }
@@ -98,6 +105,14 @@ fn describe() {
     describe_counter!(
         REDIS_FALLBACKS,
         "Operations that did without Redis (failure mode applied), by operation."
+    );
+    describe_gauge!(
+        REDIS_UP,
+        "1 while Redis answers (the last call or probe got an answer), else 0; absent without Redis."
+    );
+    describe_gauge!(
+        POSTGRES_LISTENER,
+        "PostgreSQL mode: 1 while the LISTEN connection is up, else 0."
     );
     describe_gauge!(REDIS_POOL_SIZE, "Redis connections open in the pool.");
     describe_gauge!(REDIS_POOL_AVAILABLE, "Idle Redis connections in the pool.");

@@ -176,6 +176,7 @@ impl Redis {
                 (true, false) => tracing::warn!("Redis does not answer; falling back"),
                 _ => {}
             }
+            ::metrics::gauge!(metrics::REDIS_UP).set(if answered { 1.0 } else { 0.0 });
             let status = self.pool.status();
             ::metrics::gauge!(metrics::REDIS_POOL_SIZE).set(status.size as f64);
             ::metrics::gauge!(metrics::REDIS_POOL_AVAILABLE).set(status.available as f64);
