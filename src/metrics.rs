@@ -120,11 +120,17 @@ fn describe() {
         POSTGRES_LISTENER,
         "PostgreSQL mode: 1 while the LISTEN connection is up, else 0."
     );
-    describe_gauge!(REDIS_POOL_SIZE, "Redis connections open in the pool.");
-    describe_gauge!(REDIS_POOL_AVAILABLE, "Idle Redis connections in the pool.");
+    describe_gauge!(
+        REDIS_POOL_SIZE,
+        "Redis connections open: one per thread that has called Redis."
+    );
+    describe_gauge!(
+        REDIS_POOL_AVAILABLE,
+        "Idle Redis connections in the pool (threads keep the ones they open: normally 0)."
+    );
     describe_gauge!(
         REDIS_POOL_WAITING,
-        "Requests waiting for a Redis connection."
+        "Requests waiting for a Redis connection to be opened."
     );
     describe_gauge!(
         BUILD_INFO,
