@@ -6,6 +6,7 @@
 #     bash scripts/bench.sh                    5 rounds × 10 s per variant and phase
 #     bash scripts/bench.sh --quick            2 rounds × 2 s (smoke run)
 #     bash scripts/bench.sh --rounds N --duration S --only gk,null --perf
+#     bash scripts/bench.sh --only gk-pg --perf gk-pg   (profile that variant)
 #
 # Variants (wrk → nginx → /_authz → ..., nginx → mock backend = nginx itself):
 #     limit        /_authz answered by nginx itself (return 204): the ceiling
@@ -41,7 +42,7 @@ ROUNDS=5
 DURATION=10
 WARMUP=3
 ONLY=limit,null,gk,gk-pg,direct
-PERF=0
+PERF=                 # the variant profiled after the rounds (gk or gk-pg), if any
 CONNS=${BENCH_CONNECTIONS:-32}
 CPUS_WRK=${BENCH_CPUS_WRK-1}
 CPUS_SERVERS=${BENCH_CPUS_SERVERS-0}
@@ -70,7 +71,9 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=${2:?--rounds N}; shift ;;
         --duration) DURATION=${2:?--duration S}; shift ;;
         --only) ONLY=${2:?--only LIST}; shift ;;
-        --perf) PERF=1 ;;
+        --perf)
+            PERF=gk
+            case ${2:-} in gk|gk-pg) PERF=$2; shift ;; esac ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -126,7 +129,7 @@ ensure_tools() {
         pg_isready -q -d "$PG/postgres" || die "PostgreSQL is not reachable at $PG (bash scripts/test.sh starts it)"
         redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 || die "Redis is not reachable at $REDIS_URL (bash scripts/test.sh starts it)"
     fi
-    if [ "$PERF" = 1 ]; then
+    if [ -n "$PERF" ]; then
         command -v perf >/dev/null || { log "installing perf"; apt_install linux-perf; }
     fi
 }
@@ -595,28 +598,28 @@ done
 RSS_END=$(rss_all)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-if [ "$PERF" = 1 ] && selected gk; then
-    log "perf: one more gk load round, profiled (not recorded)"
+if [ -n "$PERF" ] && selected "$PERF"; then
+    log "perf: one more $PERF load round, profiled (not recorded)"
     perf record -q -a -g -F 1999 -o "$RUN_DIR/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
     perf_pid=$!
-    run_wrk gk "$CONNS" "$DURATION" "$RUN_DIR/wrk-perf.txt"
+    run_wrk "$PERF" "$CONNS" "$DURATION" "$RUN_DIR/wrk-perf.txt"
     wait "$perf_pid" || true
     {
         echo
-        echo "## perf: CPU by process during a gk round (system-wide, ${DURATION}s)"
+        echo "## perf: CPU by process during a $PERF round (system-wide, ${DURATION}s)"
         echo
         perf report -i "$RUN_DIR/perf.data" --stdio --no-children --sort comm -g none 2>/dev/null \
             | grep -v '^#' | grep -v '^$' | head -n 12
         echo
         echo "## perf: gatekeeper's hottest symbols (% of gatekeeper's samples)"
         echo
-        perf report -i "$RUN_DIR/perf.data" --stdio --no-children --pid "${GK_PID[gk]}" \
+        perf report -i "$RUN_DIR/perf.data" --stdio --no-children --pid "${GK_PID[$PERF]}" \
             --percentage relative --sort dso,symbol -g none --percent-limit 1 2>/dev/null \
             | grep -v '^#' | grep -v '^$' | sed 's/[[:space:]-]*$//' | cut -c1-150 | head -n 40
         echo
         echo "## perf: gatekeeper's samples by where they fall"
         echo
-        perf report -i "$RUN_DIR/perf.data" --stdio --no-children --pid "${GK_PID[gk]}" \
+        perf report -i "$RUN_DIR/perf.data" --stdio --no-children --pid "${GK_PID[$PERF]}" \
             --percentage relative --sort dso,symbol -g none 2>/dev/null \
             | awk '/%/ && $1 !~ /^#/ { sub("%", "", $1); s[$2] += $1 }
                    END { for (d in s) printf "    %6.2f%%  %s\n", s[d], d }' | sort -rn

@@ -6,7 +6,10 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use actix_web::{dev::ServerHandle, web, App as ActixApp, HttpServer};
+use actix_http::HttpService;
+use actix_service::{fn_service, ServiceFactoryExt as _};
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
@@ -140,6 +143,7 @@ impl App {
                 status,
                 reload_interval: config.db_reload_interval,
                 usage_interval: config.last_used_interval,
+                hangup: crate::reload::hangup_signal(),
             }),
         });
         Ok(App {
@@ -223,33 +227,46 @@ fn authz_server(
     config: &Config,
     authorizer: Arc<Authorizer>,
 ) -> anyhow::Result<(actix_web::dev::Server, String)> {
-    let state = web::Data::new(AuthzState {
+    let state = Arc::new(AuthzState {
         authorizer,
         max_body: config.max_body,
         trusted_proxies: config.trusted_proxies.clone(),
     });
-    let mut server = HttpServer::new(move || {
-        ActixApp::new()
-            .app_data(state.clone())
-            .route("/authz", web::get().to(authz::authz))
-            .route("/authz", web::post().to(authz::authz))
-            .route("/authz", web::head().to(authz::authz))
-    })
-    .disable_signals()
-    .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
+    let mut builder = actix_server::Server::build()
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
     if let Some(n) = config.workers {
-        server = server.workers(n);
+        builder = builder.workers(n);
+    }
+    // Closes idle keep-alive connections (nginx holds some) as soon as a
+    // graceful stop begins, rather than after their keep-alive timeout.
+    let stopping = builder.graceful_shutdown_signal();
+    // One HTTP/1 service per worker, over TCP or a Unix socket (a macro:
+    // the two differ in the stream type the service is generic over).
+    macro_rules! http {
+        () => {{
+            let (state, stopping) = (state.clone(), stopping.clone());
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                .finish(fn_service(move |req: actix_http::Request| {
+                    let state = state.clone();
+                    async move { Ok::<_, actix_http::Error>(authz::serve(req, &state).await) }
+                }))
+        }};
     }
     match &config.listen {
         Listen::Tcp(addr) => {
-            let server = server
-                .bind(addr)
+            let listener = std::net::TcpListener::bind(addr)
                 .with_context(|| format!("cannot listen on GATEKEEPER_LISTEN={addr}"))?;
-            let bound = server
-                .addrs()
-                .first()
-                .copied()
+            let bound = listener
+                .local_addr()
                 .context("the authz listener has no address")?;
+            let server = builder
+                .listen("authz", listener, move || http!().tcp())
+                .with_context(|| format!("cannot listen on GATEKEEPER_LISTEN={addr}"))?;
             Ok((server.run(), bound.to_string()))
         }
         Listen::Unix(path) => {
@@ -258,9 +275,16 @@ fn authz_server(
                 std::fs::remove_file(path)
                     .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
             }
-            let server = server.bind_uds(path).with_context(|| {
-                format!("cannot listen on GATEKEEPER_LISTEN=unix:{}", path.display())
-            })?;
+            let server = builder
+                .bind_uds("authz", path, move || {
+                    fn_service(|io: tokio::net::UnixStream| async {
+                        Ok((io, actix_http::Protocol::Http1, None))
+                    })
+                    .and_then(http!())
+                })
+                .with_context(|| {
+                    format!("cannot listen on GATEKEEPER_LISTEN=unix:{}", path.display())
+                })?;
             Ok((server.run(), format!("unix:{}", path.display())))
         }
     }

@@ -590,7 +590,7 @@ impl Authorizer {
 
 /// Counts verification work done for a presented credential.
 fn checked(credential: &'static str) {
-    ::metrics::counter!(crate::metrics::CREDENTIAL_CHECKS, "type" => credential).increment(1);
+    crate::metrics::credential_checked(credential);
 }
 
 /// The failures that count against a source address: a credential that

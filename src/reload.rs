@@ -59,13 +59,7 @@ impl Reloader {
         status: Arc<Mutex<ReloadStatus>>,
     ) -> Reloader {
         let seen = version_of(&path);
-        let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; reloading on file change only");
-                None
-            }
-        };
+        let hangup = hangup_signal();
         Reloader {
             path,
             authorizer,
@@ -164,7 +158,22 @@ pub fn install(
     }
 }
 
-async fn recv_hangup(s: &mut Option<tokio::signal::unix::Signal>) {
+/// The SIGHUP stream. Once it exists, a SIGHUP no longer kills the process
+/// (its default action): both sources install it before the listeners
+/// answer, so `systemctl reload` never stops the service. Must be called
+/// inside the Tokio runtime.
+pub(crate) fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; it would stop the service");
+            None
+        }
+    }
+}
+
+/// The next SIGHUP; never, without a handler.
+pub(crate) async fn recv_hangup(s: &mut Option<tokio::signal::unix::Signal>) {
     match s {
         Some(s) => {
             s.recv().await;

@@ -739,3 +739,82 @@ fn neither_the_key_nor_the_basic_secret_appears_in_logs_or_metrics() {
         );
     }
 }
+
+// ── The listener ────────────────────────────────────────────────────────────
+
+#[test]
+fn only_authz_by_get_post_or_head_is_answered_anything_else_is_not_found() {
+    let gk = start();
+    let bearer = format!("Bearer {}", keys().good.key);
+    let headers: [(&str, &[u8]); 4] = [
+        ("X-Original-Method", b"GET"),
+        ("X-Original-URI", b"/data/x"),
+        ("X-Original-Host", HOST.as_bytes()),
+        ("Authorization", bearer.as_bytes()),
+    ];
+    let ask = |method: &str, target: &str| {
+        let r = common::http(gk.authz_addr, method, target, &headers, None).unwrap();
+        (r.status, r.header("x-auth-reason").map(str::to_owned))
+    };
+    for method in ["GET", "POST", "HEAD"] {
+        let (status, reason) = ask(method, "/authz");
+        assert_eq!(status, 200, "{method} /authz");
+        assert_eq!(reason.as_deref(), Some("authenticated"), "{method} /authz");
+    }
+    for (method, target) in [
+        ("GET", "/"),
+        ("GET", "/authz/"),
+        ("GET", "/authz/x"),
+        ("GET", "/AUTHZ"),
+        ("PUT", "/authz"),
+        ("DELETE", "/authz"),
+        ("OPTIONS", "/authz"),
+    ] {
+        assert_eq!(ask(method, target), (404, None), "{method} {target}");
+    }
+}
+
+#[test]
+fn authz_listens_on_a_unix_socket() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatekeeper.toml");
+    std::fs::write(&config, policy()).unwrap();
+    let socket = dir.path().join("authz.sock");
+    let listen = format!("unix:{}", socket.display());
+    let mut child = common::gatekeeper_command(&[("GATEKEEPER_LISTEN", listen.as_str())])
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ask = |key: &str| -> Option<String> {
+        let mut s = UnixStream::connect(&socket).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let request = format!(
+            "GET /authz HTTP/1.1\r\nHost: gatekeeper\r\nX-Original-Method: GET\r\n\
+             X-Original-URI: /data/x\r\nX-Original-Host: {HOST}\r\n\
+             Authorization: Bearer {key}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).ok()?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).ok()?;
+        Some(answer)
+    };
+    let connected = poll_until(Duration::from_secs(10), || ask(&keys().good.key).is_some());
+    let allowed = ask(&keys().good.key).unwrap_or_default();
+    let refused = ask(&generate_key().key).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(connected, "no answer on {}", socket.display());
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+    assert!(
+        allowed
+            .to_ascii_lowercase()
+            .contains("x-auth-client-id: team-a"),
+        "{allowed}"
+    );
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+}

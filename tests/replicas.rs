@@ -154,3 +154,28 @@ async fn key_use_is_written_to_last_used_at_in_batches() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `systemctl reload` sends SIGHUP: in PostgreSQL mode it reloads the
+/// policy from the database (the signal's default action would end the
+/// process, and a unit with `Restart=on-failure` would not bring it back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_in_postgres_mode_reloads_instead_of_stopping() {
+    let db = seeded_chat(KEY).await;
+    let mut gk = replica(&db);
+    assert_eq!(chat(&gk, KEY).status, 200);
+    let reloads = |gk: &Gatekeeper| gk.readyz()["reload"]["reloads"].as_u64().unwrap();
+    let before = reloads(&gk);
+    gk.sighup();
+    assert!(
+        poll_until(Duration::from_secs(5), || reloads(&gk) > before),
+        "{:#?}",
+        gk.logs()
+    );
+    assert!(gk.is_alive(), "SIGHUP stopped the process");
+    assert_eq!(chat(&gk, KEY).status, 200);
+    assert!(
+        gk.logs().iter().any(|l| l.contains("sighup")),
+        "{:#?}",
+        gk.logs()
+    );
+}

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
+use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::AsyncMessage;
 
@@ -23,7 +24,7 @@ use crate::db::keys::TieredKeys;
 use crate::db::seal::MasterKey;
 use crate::db::store;
 use crate::http::admin::ReloadStatus;
-use crate::reload::install;
+use crate::reload::{install, recv_hangup};
 
 /// The channel the triggers notify on.
 pub const CHANNEL: &str = "gatekeeper";
@@ -110,39 +111,46 @@ pub struct PgSource {
     pub reload_interval: Duration,
     /// How often key uses are written to `last_used_at`.
     pub usage_interval: Duration,
+    /// SIGHUP: a full reload (`crate::reload::hangup_signal`, installed
+    /// when the source is built, before the listeners answer).
+    pub hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl PgSource {
     /// Runs until `stop` flips: listen, reload on change, reconnect on loss.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut hangup = self.hangup.take();
         let mut backoff = BACKOFF_START;
         loop {
             match self.listen().await {
                 Ok(listener) => {
                     backoff = BACKOFF_START;
-                    self.update(|s| s.listener_connected = Some(true));
+                    self.listener(true);
                     // Anything may have changed while we were not listening:
                     // flush what was verified against the old state, reload.
                     self.authorizer.basic().clear();
                     self.keys.flush_shared().await;
                     self.reload("listener_connected").await;
                     let mut listener = listener;
-                    let stopped = self.follow(&mut listener, &mut stop).await;
+                    let stopped = self.follow(&mut listener, &mut stop, &mut hangup).await;
                     listener.task.abort();
                     if stopped {
                         return;
                     }
-                    self.update(|s| s.listener_connected = Some(false));
+                    self.listener(false);
                     tracing::warn!("lost the PostgreSQL listener connection; reconnecting");
                 }
                 Err(error) => {
-                    self.update(|s| s.listener_connected = Some(false));
+                    self.listener(false);
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot listen on PostgreSQL");
                 }
             }
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = tokio::time::sleep(backoff) => {}
+                // Without a listener the snapshot cannot be trusted to be
+                // current anyway: a SIGHUP just retries at once.
+                _ = recv_hangup(&mut hangup) => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
@@ -150,7 +158,12 @@ impl PgSource {
 
     /// Reloads on each change (coalescing a burst) and on the timer, until
     /// the listener connection ends (`false`) or `stop` flips (`true`).
-    async fn follow(&self, listener: &mut Listener, stop: &mut watch::Receiver<bool>) -> bool {
+    async fn follow(
+        &self,
+        listener: &mut Listener,
+        stop: &mut watch::Receiver<bool>,
+        hangup: &mut Option<Signal>,
+    ) -> bool {
         let mut tick = tokio::time::interval(self.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -183,6 +196,12 @@ impl PgSource {
                     None => return false,
                 },
                 _ = tick.tick() => self.reload("periodic").await,
+                _ = recv_hangup(hangup) => {
+                    // The operator asks for everything to be read again:
+                    // verified Basic secrets and key records included.
+                    self.authorizer.basic().clear();
+                    self.reload("sighup").await;
+                }
             }
         }
     }
@@ -253,6 +272,12 @@ impl PgSource {
             // Key records were read against the old state: read them again.
             self.keys.clear();
         }
+    }
+
+    /// Whether the LISTEN connection is up: in `/readyz` and as a gauge.
+    fn listener(&self, connected: bool) {
+        self.update(|s| s.listener_connected = Some(connected));
+        ::metrics::gauge!(crate::metrics::POSTGRES_LISTENER).set(if connected { 1.0 } else { 0.0 });
     }
 
     fn update(&self, f: impl FnOnce(&mut ReloadStatus)) {

@@ -8,16 +8,24 @@
 //! the connection is marked down and later calls fail at once, without
 //! waiting, until the probe (`Redis::watch`) gets an answer again: an
 //! outage costs each request nothing, and recovery needs nobody.
+//!
+//! Connections are per thread. A multiplexed connection's I/O runs in a
+//! task on the runtime that opened it; shared by every worker, each call
+//! crossed threads twice (to that task and back), which cost a third of a
+//! decision's CPU in the benchmark. So each thread that calls Redis opens
+//! its own connection through the pool (which bounds how many are opened
+//! at once and how long that may take), on its own runtime, takes it out
+//! of the pool, and keeps it until a failure.
 
 pub mod keys;
 pub mod limiter;
 
+use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, RedisResult};
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
@@ -26,6 +34,40 @@ use tokio::sync::watch;
 
 use crate::config::{RedisFailure, RedisSettings};
 use crate::metrics;
+
+/// Identifies each `Redis` handle in the threads' connection lists.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static THREAD_CONNECTIONS: RefCell<Vec<ThreadConnection>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's own connection to one `Redis` handle's server; counted in
+/// the handle's `open` while it lives.
+struct ThreadConnection {
+    owner: u64,
+    epoch: u64,
+    conn: MultiplexedConnection,
+    open: Arc<AtomicUsize>,
+}
+
+impl ThreadConnection {
+    fn new(redis: &Redis, epoch: u64, conn: MultiplexedConnection) -> ThreadConnection {
+        redis.open.fetch_add(1, Ordering::Relaxed);
+        ThreadConnection {
+            owner: redis.id,
+            epoch,
+            conn,
+            open: redis.open.clone(),
+        }
+    }
+}
+
+impl Drop for ThreadConnection {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Redis could not answer in time (or at all): apply the failure mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +79,13 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct Redis {
     pool: Pool,
-    /// The connection requests share. A multiplexed connection pipelines
-    /// concurrent commands, so one is enough and no per-call pool check
-    /// (a PING) is paid; the pool creates it and replaces it after an error.
-    current: ArcSwapOption<MultiplexedConnection>,
+    /// Tells this handle's connections from another's in a thread's list.
+    id: u64,
+    /// Bumped on every failure: a thread's connection from an older epoch
+    /// is dropped, so after an outage every thread connects afresh.
+    epoch: AtomicU64,
+    /// Threads' connections currently open (the pool gauge).
+    open: Arc<AtomicUsize>,
     prefix: String,
     timeout: Duration,
     failure: RedisFailure,
@@ -64,7 +109,9 @@ impl Redis {
             .map_err(|_| anyhow::anyhow!("GATEKEEPER_REDIS_URL: cannot build a Redis pool"))?;
         Ok(Redis {
             pool,
-            current: ArcSwapOption::empty(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            epoch: AtomicU64::new(0),
+            open: Arc::new(AtomicUsize::new(0)),
             prefix: settings.prefix.clone(),
             timeout: settings.timeout,
             failure: settings.failure,
@@ -112,26 +159,55 @@ impl Redis {
         }
     }
 
+    /// This thread's connection, opened on first use and after a failure.
     async fn connection(&self) -> Result<MultiplexedConnection, deadpool_redis::PoolError> {
-        if let Some(conn) = self.current.load_full() {
-            return Ok((*conn).clone());
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        if let Some(conn) = self.thread_connection(epoch) {
+            return Ok(conn);
         }
-        let pooled = self.pool.get().await?;
-        let conn: MultiplexedConnection = (*pooled).clone();
-        self.current.store(Some(Arc::new(conn.clone())));
-        Ok(conn)
+        // Out of the pool for good: back in it, it could be handed to
+        // another thread, whose calls would cross threads again.
+        let opened = deadpool_redis::Connection::take(self.pool.get().await?);
+        THREAD_CONNECTIONS.with(|list| {
+            let mut list = list.borrow_mut();
+            // Another task of this thread may have opened one meanwhile:
+            // keep that one, close this.
+            if let Some(kept) = list.iter().find(|c| c.owner == self.id && c.epoch == epoch) {
+                return Ok(kept.conn.clone());
+            }
+            list.push(ThreadConnection::new(self, epoch, opened.clone()));
+            Ok(opened)
+        })
+    }
+
+    /// This thread's connection of the current epoch; an older one is
+    /// closed.
+    fn thread_connection(&self, epoch: u64) -> Option<MultiplexedConnection> {
+        THREAD_CONNECTIONS.with(|list| {
+            let mut list = list.borrow_mut();
+            let at = list.iter().position(|c| c.owner == self.id)?;
+            if list[at].epoch == epoch {
+                return Some(list[at].conn.clone());
+            }
+            list.swap_remove(at);
+            None
+        })
     }
 
     fn failed(&self, what: &'static str, error: &str) -> Unavailable {
-        // The shared connection may be the broken part: the next call
-        // takes a fresh one from the pool.
-        self.current.store(None);
+        // The connections may be the broken part: every thread takes a
+        // fresh one on its next call.
+        self.forget_connections();
         ::metrics::counter!(metrics::REDIS_ERRORS, "op" => what).increment(1);
         if self.up.swap(false, Ordering::Relaxed) {
             // Errors from the client name hosts and commands, never values.
             tracing::warn!(op = what, error, "Redis unavailable; falling back");
         }
         self.fell_back(what)
+    }
+
+    fn forget_connections(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
     }
 
     fn fell_back(&self, what: &'static str) -> Unavailable {
@@ -153,7 +229,7 @@ impl Redis {
             Ok(Some(_))
         );
         if !answered {
-            self.current.store(None);
+            self.forget_connections();
         }
         answered
     }
@@ -176,8 +252,10 @@ impl Redis {
                 (true, false) => tracing::warn!("Redis does not answer; falling back"),
                 _ => {}
             }
+            ::metrics::gauge!(metrics::REDIS_UP).set(if answered { 1.0 } else { 0.0 });
             let status = self.pool.status();
-            ::metrics::gauge!(metrics::REDIS_POOL_SIZE).set(status.size as f64);
+            let open = self.open.load(Ordering::Relaxed);
+            ::metrics::gauge!(metrics::REDIS_POOL_SIZE).set(open as f64);
             ::metrics::gauge!(metrics::REDIS_POOL_AVAILABLE).set(status.available as f64);
             ::metrics::gauge!(metrics::REDIS_POOL_WAITING).set(status.waiting as f64);
         }

@@ -61,10 +61,16 @@ impl TestRedis {
     }
 
     /// `GATEKEEPER_REDIS_URL` and `GATEKEEPER_REDIS_PREFIX` for this slice.
+    /// The settings of a gatekeeper using this slice. The timeout is 1 s,
+    /// not the default 100 ms: on a loaded 2-core CI machine a first
+    /// connection can take longer than 100 ms, and a replica that falls
+    /// back to in-process state would fail tests about shared state for a
+    /// reason they do not test (the outage tests set their own timeout).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("GATEKEEPER_REDIS_URL", self.url()),
             ("GATEKEEPER_REDIS_PREFIX", self.prefix.clone()),
+            ("GATEKEEPER_REDIS_TIMEOUT", "1s".to_owned()),
         ]
     }
 
