@@ -310,6 +310,29 @@ fn twenty_basic_requests_with_the_right_secret_run_bcrypt_once() {
     assert_eq!(after - before, 1.0);
 }
 
+/// A cold credential arriving 100 times at once (a client's burst after a
+/// deploy) costs one bcrypt: concurrent misses wait for the first.
+#[test]
+fn a_hundred_concurrent_requests_with_a_cold_basic_credential_run_bcrypt_once() {
+    let gk = start();
+    let before = metric(&gk.metrics(), "gatekeeper_bcrypt_verifications_total", &[]);
+    let barrier = std::sync::Barrier::new(100);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..100)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    gk.send(&get("/basic/x").basic("team-a", SECRET)).status
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let after = metric(&gk.metrics(), "gatekeeper_bcrypt_verifications_total", &[]);
+    assert_eq!(after - before, 1.0, "bcrypt runs for 100 concurrent cold requests");
+}
+
 #[test]
 fn a_bad_authorization_header_does_not_fall_through_to_a_good_x_api_key() {
     let gk = start();
