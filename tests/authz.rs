@@ -330,7 +330,11 @@ fn a_hundred_concurrent_requests_with_a_cold_basic_credential_run_bcrypt_once() 
     });
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let after = metric(&gk.metrics(), "gatekeeper_bcrypt_verifications_total", &[]);
-    assert_eq!(after - before, 1.0, "bcrypt runs for 100 concurrent cold requests");
+    assert_eq!(
+        after - before,
+        1.0,
+        "bcrypt runs for 100 concurrent cold requests"
+    );
 }
 
 #[test]

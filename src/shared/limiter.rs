@@ -142,7 +142,7 @@ impl RedisLimiter {
         call.arg(mode.as_arg());
         call.arg(now_micros.map_or(String::new(), |now| now.to_string()));
         for (charge, gcra) in charges.iter().zip(&params) {
-            call.key(format!("{prefix}{}", charge.key.0));
+            call.key(concat(&[prefix, &charge.key.0]));
             call.arg(gcra.interval_nanos() / NANOS_PER_MICRO);
             call.arg(gcra.tolerance_nanos() / NANOS_PER_MICRO);
             call.arg(signature(&charge.limit));
@@ -163,9 +163,22 @@ fn micro_gcra(limit: &Limit) -> Gcra {
 }
 
 /// What a stored TAT was computed for; another limit starts from full.
+/// (`count/windowns/burst`, built without the formatting machinery: this
+/// runs for every limit of every decision.)
 fn signature(limit: &Limit) -> String {
-    let window = limit.window.as_nanos();
-    format!("{}/{window}ns/{}", limit.count, limit.burst)
+    concat(&[
+        &limit.count.to_string(),
+        "/",
+        &limit.window.as_nanos().to_string(),
+        "ns/",
+        &limit.burst.to_string(),
+    ])
+}
+
+fn concat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|p| s.push_str(p));
+    s
 }
 
 /// Each key's `{debt, ahead}` in µs, judged by the core.
