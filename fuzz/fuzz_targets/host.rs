@@ -1,0 +1,8 @@
+//! Fuzz target `host`: the properties in `src/properties/host.rs`.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../src/properties/mod.rs"]
+mod properties;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| properties::host::check(data));
