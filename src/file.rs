@@ -631,8 +631,24 @@ fn secret_from_env(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
 }
 
 /// The file's bytes with one trailing `\n` or `\r\n` removed (DESIGN §11).
+/// Longest secret file read: a secret is a line, not a file system (a file
+/// naming `/dev/zero` or a log would otherwise hang or exhaust `check`,
+/// `apply` and reloads).
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 fn secret_from_file(path: &Path) -> Result<Secret, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "{} is larger than {MAX_SECRET_FILE} bytes: not a secret",
+            path.display()
+        ));
+    }
     match without_line_end(&bytes) {
         [] => Err(format!("{} is empty", path.display())),
         secret => Ok(Secret::new(secret.to_vec())),

@@ -516,6 +516,28 @@ fn an_unreadable_or_empty_secret_file_is_rejected() {
 }
 
 #[test]
+fn a_secret_file_larger_than_a_secret_is_refused_without_reading_it_all() {
+    let dir = scratch_dir("huge-secret");
+    std::fs::write(dir.join("big"), vec![b'x'; 64 * 1024 + 1]).expect("write");
+    std::fs::write(dir.join("edge"), vec![b'x'; 64 * 1024]).expect("write");
+    let text = |file: &str| {
+        CLIENT.replace(
+            "name =",
+            &format!("hmac_secret = {{ file = \"{file}\" }}\nname ="),
+        )
+    };
+    let big = parse_document(&text("big"), &env, &dir);
+    let edge = parse_document(&text("edge"), &env, &dir);
+    // An endless file is refused as quickly as a large one.
+    let endless = parse_document(&text("/dev/zero"), &env, &dir);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let message = |r: Result<Document, FileErrors>| r.expect_err("rejected").to_string();
+    assert!(message(big).contains("is larger than 65536 bytes"));
+    assert!(message(endless).contains("is larger than 65536 bytes"));
+    assert!(edge.is_ok(), "64 KiB is still a secret file");
+}
+
+#[test]
 fn a_secret_hash_that_is_not_bcrypt_is_rejected() {
     for bad in ["$2b$03$", "$2x$12$", "$2b$1a$"] {
         let hash = format!("{bad}{}", &HASH[7..]);
