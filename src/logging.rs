@@ -8,7 +8,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 pub fn init(format: Option<LogFormat>, level: &str) {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(directives(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
         LogFormat::Pretty
     } else {
@@ -26,4 +26,38 @@ pub fn init(format: Option<LogFormat>, level: &str) {
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+/// A bare level (`debug`, `trace`) raises gatekeeper's own logs only: the
+/// libraries stay at `info`, since at debug and trace some log what they
+/// send — the PostgreSQL client every statement's parameters, key digests
+/// included. A full `tracing` filter (anything with `=` or `,`) is taken as
+/// written, for whoever really wants a library's internals.
+fn directives(level: &str) -> String {
+    let level = level.trim();
+    let bare = !level.contains(['=', ',']);
+    let raises = matches!(level.to_ascii_lowercase().as_str(), "debug" | "trace");
+    if bare && raises {
+        format!("info,gatekeeper={level}")
+    } else {
+        level.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::directives;
+
+    #[test]
+    fn a_bare_debug_or_trace_level_raises_only_gatekeepers_logs() {
+        assert_eq!(directives("trace"), "info,gatekeeper=trace");
+        assert_eq!(directives("DEBUG"), "info,gatekeeper=DEBUG");
+        assert_eq!(directives("info"), "info");
+        assert_eq!(directives("warn"), "warn");
+        assert_eq!(
+            directives("trace,tokio_postgres=trace"),
+            "trace,tokio_postgres=trace"
+        );
+        assert_eq!(directives("gatekeeper=debug"), "gatekeeper=debug");
+    }
 }

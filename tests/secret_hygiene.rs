@@ -27,6 +27,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// Every target at trace, the libraries' included: a bare `trace` raises
+/// only gatekeeper's own logs (src/logging.rs), and this test wants all the
+/// output there can be.
+const EVERYTHING_AT_TRACE: &str = "trace,gatekeeper=trace";
+
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use deadpool_redis::redis;
@@ -319,7 +324,7 @@ impl Run {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        env.push(("GATEKEEPER_LOG_LEVEL".into(), "trace".into()));
+        env.push(("GATEKEEPER_LOG_LEVEL".into(), EVERYTHING_AT_TRACE.into()));
         Run {
             evidence: Evidence::default(),
             env,
@@ -1361,7 +1366,7 @@ async fn a_bad_or_unreachable_secret_setting_is_never_echoed() {
     let redis_url = format!("redis://u:{password}@127.0.0.1:9/0");
     let env = [
         ("GATEKEEPER_REDIS_URL", redis_url.as_str()),
-        ("GATEKEEPER_LOG_LEVEL", "trace"),
+        ("GATEKEEPER_LOG_LEVEL", EVERYTHING_AT_TRACE),
         ("GK_HYGIENE_HMAC", "unused-hmac-secret-0000"),
     ];
     let gk = Gatekeeper::start_with_env(
@@ -1406,7 +1411,7 @@ async fn a_bad_or_unreachable_secret_setting_is_never_echoed() {
 /// Standard input is the HMAC secret, for the commands that read one.
 fn bounded(evidence: &mut Evidence, label: &str, args: &[&str], env: &[(&str, &str)], stdin: &str) {
     let mut env = env.to_vec();
-    env.push(("GATEKEEPER_LOG_LEVEL", "trace"));
+    env.push(("GATEKEEPER_LOG_LEVEL", EVERYTHING_AT_TRACE));
     env.push(("GK_HYGIENE_HMAC", "unused-hmac-secret-0000"));
     let (stdout, stderr) = run_bounded(args, &env, stdin.as_bytes());
     evidence.add(format!("{label} {args:?} stdout"), stdout);
