@@ -1,10 +1,11 @@
 //! Building and running the service: binds both listeners (reporting the
 //! real addresses, so tests can bind port 0), starts what keeps the policy
-//! current (the file reloader or the PostgreSQL listener), and stops
-//! everything on SIGTERM/SIGINT within the grace period.
+//! current (the file reloader or the PostgreSQL listener) and the audit
+//! writer, and stops everything on SIGTERM/SIGINT within the grace period.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_http::HttpService;
 use actix_service::{fn_service, ServiceFactoryExt as _};
@@ -14,6 +15,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
+use crate::audit::{Audit, AuditSink};
 use crate::authorizer::{Authorizer, Clock, Settings};
 use crate::basic::BasicVerifier;
 use crate::config::{Config, Listen};
@@ -57,6 +59,7 @@ pub struct App {
     admin: actix_web::dev::Server,
     watcher: Option<Watcher>,
     redis: Option<Arc<Redis>>,
+    audit: Option<Audit>,
     config: Config,
     /// Where `/authz` listens (a TCP address, or `unix:/path`).
     pub authz_addr: String,
@@ -118,7 +121,12 @@ impl App {
             loaded_at: Some(now_rfc3339()),
             ..ReloadStatus::default()
         }));
-        let (authz, authz_addr) = authz_server(&config, authorizer.clone())?;
+        let audit = match &config.audit {
+            Some(settings) => Some(Audit::new(settings).context("the audit database")?),
+            None => None,
+        };
+        let sink = audit.as_ref().map(Audit::sink);
+        let (authz, authz_addr) = authz_server(&config, authorizer.clone(), sink)?;
         let (admin, admin_addr) = admin_server(
             &config,
             AdminState {
@@ -151,6 +159,7 @@ impl App {
             admin,
             watcher,
             redis,
+            audit,
             config,
             authz_addr,
             admin_addr,
@@ -169,21 +178,30 @@ impl App {
             let stop = stop_rx.clone();
             tokio::spawn(async move { redis.watch(stop).await })
         });
+        let audit = self.audit.take().map(Audit::start);
         let (authz_handle, admin_handle) = (self.authz.handle(), self.admin.handle());
         let authz_task = tokio::spawn(self.authz);
         let admin_task = tokio::spawn(self.admin);
         wait_for_shutdown_signal().await;
+        let grace_ends = Instant::now() + self.config.shutdown_grace;
         tracing::info!(
             grace_secs = self.config.shutdown_grace.as_secs(),
             "shutting down"
         );
         let _ = stop_tx.send(true);
         stop_servers(&authz_handle, &admin_handle).await;
+        let mut listeners = Ok(());
         for task in [authz_task, admin_task] {
-            task.await
-                .context("a listener task failed")?
-                .context("a listener failed")?;
+            let result = task.await.context("a listener task failed");
+            listeners = listeners.and(result.and_then(|r| r.context("a listener failed")));
         }
+        // After the listeners: every decision made is queued by now. The
+        // audit queue gets what is left of the grace period, at least a bit.
+        if let Some(audit) = audit {
+            let left = grace_ends.saturating_duration_since(Instant::now());
+            audit.stop(left.max(MIN_AUDIT_FLUSH)).await;
+        }
+        listeners?;
         if let Some(r) = reloader {
             r.await.context("the reloader failed")?;
         }
@@ -193,6 +211,10 @@ impl App {
         Ok(())
     }
 }
+
+/// The least time the audit queue gets to be written out on shutdown, even
+/// when draining requests took the whole grace period.
+const MIN_AUDIT_FLUSH: Duration = Duration::from_secs(1);
 
 fn admin_server(
     config: &Config,
@@ -226,11 +248,13 @@ fn admin_server(
 fn authz_server(
     config: &Config,
     authorizer: Arc<Authorizer>,
+    audit: Option<AuditSink>,
 ) -> anyhow::Result<(actix_web::dev::Server, String)> {
     let state = Arc::new(AuthzState {
         authorizer,
         max_body: config.max_body,
         trusted_proxies: config.trusted_proxies.clone(),
+        audit,
     });
     let mut builder = actix_server::Server::build()
         .disable_signals()

@@ -49,7 +49,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Apply pending schema migrations to GATEKEEPER_DATABASE_URL.
+    /// Apply pending schema migrations to GATEKEEPER_DATABASE_URL (and to
+    /// GATEKEEPER_AUDIT_DATABASE_URL when that is another database).
     Migrate,
     /// Make the database match a declarative file, in one transaction.
     Apply {
@@ -89,6 +90,10 @@ pub enum Command {
     Secret(SecretCommand),
     /// Print an `Authorization: HMAC …` header for a request (client side).
     Sign(SignArgs),
+    /// Read the audit log (GATEKEEPER_AUDIT_DATABASE_URL, else
+    /// GATEKEEPER_DATABASE_URL).
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -152,7 +157,7 @@ pub struct SignArgs {
 fn settings_help() -> String {
     let mut s = String::from("Environment:\n");
     for (name, what) in SETTINGS {
-        s.push_str(&format!("  {name:<30} {what}\n"));
+        s.push_str(&format!("  {name:<32} {what}\n"));
     }
     s
 }
@@ -269,24 +274,32 @@ pub async fn migrate() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(EXIT_CONFIG, e),
     };
-    let Some(url) = config.database_url else {
+    // The audit log may live in a database of its own (file mode, or kept
+    // apart from the policy): it gets the same schema.
+    let audit = config
+        .audit_database_url
+        .filter(|a| Some(a) != config.database_url.as_ref());
+    let targets: Vec<(&str, String)> = [("", config.database_url), ("audit database: ", audit)]
+        .into_iter()
+        .filter_map(|(label, url)| Some((label, url?.0)))
+        .collect();
+    if targets.is_empty() {
         return fail(
             EXIT_CONFIG,
             "GATEKEEPER_DATABASE_URL: set it (or GATEKEEPER_DATABASE_URL_FILE) to migrate",
         );
-    };
-    match crate::db::migrate::run(&url.0).await {
-        Ok(applied) if applied.is_empty() => {
-            println!("the schema is up to date");
-            ExitCode::SUCCESS
-        }
-        Ok(applied) => {
-            let list: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
-            println!("applied migrations: {}", list.join(", "));
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(1, format!("{e:#}")),
     }
+    for (label, url) in targets {
+        match crate::db::migrate::run(&url).await {
+            Ok(applied) if applied.is_empty() => println!("{label}the schema is up to date"),
+            Ok(applied) => {
+                let list: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
+                println!("{label}applied migrations: {}", list.join(", "));
+            }
+            Err(e) => return fail(1, format!("{label}{e:#}")),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `GET /readyz` on the admin listener, bounded in time.
@@ -336,6 +349,11 @@ pub async fn serve(config_flag: Option<PathBuf>) -> ExitCode {
         Ok(ready) => ready,
         Err((code, message)) => return fail(code, message),
     };
+    if let Some(audit) = &config.audit {
+        if let Err(e) = crate::audit::check_database(audit).await {
+            return fail(1, format!("{e:#}"));
+        }
+    }
     let metrics = match crate::metrics::install() {
         Ok(m) => m,
         Err(e) => return fail(1, format!("cannot set up metrics: {e}")),

@@ -32,6 +32,13 @@ pub const DEFAULT_REDIS_PREFIX: &str = "gatekeeper:";
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(100);
 pub const DEFAULT_REDIS_POOL_SIZE: usize = 16;
 pub const DEFAULT_REDIS_CACHE_TTL: Duration = Duration::from_secs(300);
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 30;
+/// A hundred years: beyond that, "keep forever" is what is meant.
+pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_525;
+pub const DEFAULT_AUDIT_QUEUE: usize = 65_536;
+/// Queued records cost ~200 bytes each before their strings: 16 Mi of them
+/// is already gigabytes.
+pub const MAX_AUDIT_QUEUE: usize = 1 << 24;
 
 /// Every setting `serve` reads, with a one-line description: `serve --help`
 /// prints this table, so it is the reference.
@@ -121,6 +128,22 @@ pub const SETTINGS: &[(&str, &str)] = &[
         "GATEKEEPER_REDIS_CACHE_TTL",
         "sliding lifetime of a credential record in Redis [5m]",
     ),
+    (
+        "GATEKEEPER_AUDIT",
+        "off | postgres: write one audit row per decision [off]",
+    ),
+    (
+        "GATEKEEPER_AUDIT_DATABASE_URL",
+        "the audit log's PostgreSQL (or _FILE) [GATEKEEPER_DATABASE_URL]",
+    ),
+    (
+        "GATEKEEPER_AUDIT_RETENTION_DAYS",
+        "audit rows older than this are deleted by the service [30]",
+    ),
+    (
+        "GATEKEEPER_AUDIT_QUEUE",
+        "decisions waiting to be written; a full queue drops and counts [65536]",
+    ),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +169,16 @@ pub struct RedisSettings {
     pub failure: RedisFailure,
     pub pool_size: usize,
     pub cache_ttl: Duration,
+}
+
+/// The audit log, when `GATEKEEPER_AUDIT=postgres` (DESIGN §7).
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// `GATEKEEPER_AUDIT_DATABASE_URL`, else `GATEKEEPER_DATABASE_URL`.
+    pub url: SecretSetting,
+    pub retention_days: u32,
+    /// Records the queue holds before new ones are dropped.
+    pub queue: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,6 +279,12 @@ pub struct Config {
     /// throttled; with or without Redis.
     pub failed_auth_limit: Limit,
     pub redis: Option<RedisSettings>,
+    /// Where the audit log lives, whether or not this process writes it
+    /// (`audit tail|query` read it): `GATEKEEPER_AUDIT_DATABASE_URL`, else
+    /// `GATEKEEPER_DATABASE_URL`.
+    pub audit_database_url: Option<SecretSetting>,
+    /// Set when decisions are audited.
+    pub audit: Option<AuditSettings>,
 }
 
 /// A setting with a bad value. Never carries the value of a secret.
@@ -271,7 +310,13 @@ impl Config {
 
     pub fn from_map(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let database_url = secret_setting(env, "GATEKEEPER_DATABASE_URL")?.map(SecretSetting);
+        let audit_database_url = secret_setting(env, "GATEKEEPER_AUDIT_DATABASE_URL")?
+            .map(SecretSetting)
+            .or_else(|| database_url.clone());
         Ok(Config {
+            audit: audit_settings(env, audit_database_url.as_ref())?,
+            audit_database_url,
             redis: redis_settings(env)?,
             failed_auth_limit: Limit::parse(
                 get("GATEKEEPER_FAILED_AUTH_LIMIT").unwrap_or(DEFAULT_FAILED_AUTH_LIMIT),
@@ -282,7 +327,7 @@ impl Config {
                     "expected a limit such as 20/1m",
                 )
             })?,
-            database_url: secret_setting(env, "GATEKEEPER_DATABASE_URL")?.map(SecretSetting),
+            database_url,
             master_key: secret_setting(env, "GATEKEEPER_MASTER_KEY")?.map(SecretSetting),
             max_staleness: duration(
                 "GATEKEEPER_MAX_STALENESS",
@@ -373,6 +418,7 @@ fn secret_setting(
         "GATEKEEPER_DATABASE_URL" => "GATEKEEPER_DATABASE_URL_FILE",
         "GATEKEEPER_MASTER_KEY" => "GATEKEEPER_MASTER_KEY_FILE",
         "GATEKEEPER_REDIS_URL" => "GATEKEEPER_REDIS_URL_FILE",
+        "GATEKEEPER_AUDIT_DATABASE_URL" => "GATEKEEPER_AUDIT_DATABASE_URL_FILE",
         _ => return Err(err(name, "has no _FILE variant")),
     };
     let direct = env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -430,6 +476,60 @@ fn redis_settings(env: &HashMap<String, String>) -> Result<Option<RedisSettings>
             get("GATEKEEPER_REDIS_CACHE_TTL"),
             DEFAULT_REDIS_CACHE_TTL,
         )?,
+    }))
+}
+
+/// The audit settings, when `GATEKEEPER_AUDIT=postgres`; its other
+/// settings are only read then. Auditing with no database to write to is
+/// an error, not a silent `off`.
+fn audit_settings(
+    env: &HashMap<String, String>,
+    url: Option<&SecretSetting>,
+) -> Result<Option<AuditSettings>, ConfigError> {
+    let get = |name: &str| env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+    match get("GATEKEEPER_AUDIT")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("off") => return Ok(None),
+        Some("postgres") => {}
+        Some(_) => return Err(err("GATEKEEPER_AUDIT", "expected off or postgres")),
+    }
+    let url = url.cloned().ok_or_else(|| {
+        err(
+            "GATEKEEPER_AUDIT",
+            "postgres needs a database: set GATEKEEPER_AUDIT_DATABASE_URL or \
+             GATEKEEPER_DATABASE_URL (or their _FILE variants)",
+        )
+    })?;
+    let retention_days = match get("GATEKEEPER_AUDIT_RETENTION_DAYS") {
+        None => DEFAULT_AUDIT_RETENTION_DAYS,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=MAX_AUDIT_RETENTION_DAYS).contains(d))
+            .ok_or_else(|| {
+                err(
+                    "GATEKEEPER_AUDIT_RETENTION_DAYS",
+                    format!("expected a whole number of days from 1 to {MAX_AUDIT_RETENTION_DAYS}"),
+                )
+            })?,
+    };
+    let queue = count(
+        "GATEKEEPER_AUDIT_QUEUE",
+        get("GATEKEEPER_AUDIT_QUEUE"),
+        DEFAULT_AUDIT_QUEUE,
+    )?;
+    if queue > MAX_AUDIT_QUEUE {
+        return Err(err(
+            "GATEKEEPER_AUDIT_QUEUE",
+            format!("at most {MAX_AUDIT_QUEUE} records"),
+        ));
+    }
+    Ok(Some(AuditSettings {
+        url,
+        retention_days,
+        queue,
     }))
 }
 
@@ -660,6 +760,70 @@ mod tests {
         assert_eq!(r.prefix, "gk-a:");
         assert_eq!(c.failed_auth_limit, Limit::parse("5/10s").unwrap());
         assert!(Config::from_map(&env(&[])).unwrap().redis.is_none());
+    }
+
+    #[test]
+    fn audit_is_off_by_default_and_postgres_uses_the_audit_or_the_policy_database() {
+        let c = Config::from_map(&env(&[])).unwrap();
+        assert!(c.audit.is_none() && c.audit_database_url.is_none());
+        let policy = "postgres://gk:hunter2@db/gk";
+        let audit = "postgres://gk:hunter2@audit-db/audit";
+        let c = Config::from_map(&env(&[
+            ("GATEKEEPER_AUDIT", "postgres"),
+            ("GATEKEEPER_DATABASE_URL", policy),
+        ]))
+        .unwrap();
+        let a = c.audit.as_ref().unwrap();
+        assert_eq!(a.url.0, policy);
+        assert_eq!(a.retention_days, DEFAULT_AUDIT_RETENTION_DAYS);
+        assert_eq!(a.queue, DEFAULT_AUDIT_QUEUE);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = Config::from_map(&env(&[
+            ("GATEKEEPER_AUDIT", "postgres"),
+            ("GATEKEEPER_DATABASE_URL", policy),
+            ("GATEKEEPER_AUDIT_DATABASE_URL", audit),
+            ("GATEKEEPER_AUDIT_RETENTION_DAYS", "7"),
+            ("GATEKEEPER_AUDIT_QUEUE", "16"),
+        ]))
+        .unwrap();
+        let a = c.audit.unwrap();
+        assert_eq!(
+            (a.url.0.as_str(), a.retention_days, a.queue),
+            (audit, 7, 16)
+        );
+        assert_eq!(c.audit_database_url.unwrap().0, audit);
+        // Readable for `audit tail|query` even where this process does not audit.
+        let c = Config::from_map(&env(&[("GATEKEEPER_AUDIT_DATABASE_URL", audit)])).unwrap();
+        assert!(c.audit.is_none());
+        assert_eq!(c.audit_database_url.unwrap().0, audit);
+    }
+
+    #[test]
+    fn bad_audit_settings_name_the_setting() {
+        let e = Config::from_map(&env(&[("GATEKEEPER_AUDIT", "postgres")])).unwrap_err();
+        assert_eq!(e.setting, "GATEKEEPER_AUDIT");
+        assert!(
+            e.to_string().contains("GATEKEEPER_AUDIT_DATABASE_URL"),
+            "{e}"
+        );
+        let url = ("GATEKEEPER_DATABASE_URL", "postgres://db/gk");
+        for (setting, value) in [
+            ("GATEKEEPER_AUDIT", "syslog"),
+            ("GATEKEEPER_AUDIT_RETENTION_DAYS", "0"),
+            ("GATEKEEPER_AUDIT_RETENTION_DAYS", "a month"),
+            ("GATEKEEPER_AUDIT_RETENTION_DAYS", "99999"),
+            ("GATEKEEPER_AUDIT_QUEUE", "0"),
+            ("GATEKEEPER_AUDIT_QUEUE", "999999999"),
+        ] {
+            let pairs = [("GATEKEEPER_AUDIT", "postgres"), url, (setting, value)];
+            assert_eq!(Config::from_map(&env(&pairs)).unwrap_err().setting, setting);
+        }
+        let e = Config::from_map(&env(&[(
+            "GATEKEEPER_AUDIT_DATABASE_URL_FILE",
+            "/nonexistent/audit-url",
+        )]))
+        .unwrap_err();
+        assert_eq!(e.setting, "GATEKEEPER_AUDIT_DATABASE_URL_FILE");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod apply;
+pub mod audit;
 pub mod authorizer;
 pub mod basic;
 pub mod cache;

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             prune,
             json,
         } => run_async(gatekeeper::apply::run(&file, dry_run, prune, json)),
+        Command::Audit(cmd) => run_async(gatekeeper::audit::command(cmd)),
         Command::Serve { config } => run_async(cli::serve(config)),
     }
 }

@@ -31,6 +31,11 @@ pub const POSTGRES_LISTENER: &str = "gatekeeper_postgres_listener_connected";
 pub const REDIS_POOL_SIZE: &str = "gatekeeper_redis_pool_connections";
 pub const REDIS_POOL_AVAILABLE: &str = "gatekeeper_redis_pool_available";
 pub const REDIS_POOL_WAITING: &str = "gatekeeper_redis_pool_waiting";
+pub const AUDIT_WRITTEN: &str = "gatekeeper_audit_written_total";
+pub const AUDIT_DROPPED: &str = "gatekeeper_audit_dropped_total";
+pub const AUDIT_WRITE_ERRORS: &str = "gatekeeper_audit_write_errors_total";
+pub const AUDIT_QUEUE_DEPTH: &str = "gatekeeper_audit_queue_depth";
+pub const AUDIT_DELETED: &str = "gatekeeper_audit_retention_deleted_total";
 
 /// Explicit buckets from 10 µs: a decision normally takes microseconds.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -131,6 +136,23 @@ fn describe() {
     describe_gauge!(
         REDIS_POOL_WAITING,
         "Requests waiting for a Redis connection to be opened."
+    );
+    describe_counter!(AUDIT_WRITTEN, "Audit records written to PostgreSQL.");
+    describe_counter!(
+        AUDIT_DROPPED,
+        "Audit records lost, by cause: queue_full (never waited for) or write_failed (their batch failed)."
+    );
+    describe_counter!(
+        AUDIT_WRITE_ERRORS,
+        "Audit batches PostgreSQL did not take (their records count as dropped)."
+    );
+    describe_gauge!(
+        AUDIT_QUEUE_DEPTH,
+        "Audit records queued, waiting to be written (sampled by the writer)."
+    );
+    describe_counter!(
+        AUDIT_DELETED,
+        "Audit rows deleted for being older than GATEKEEPER_AUDIT_RETENTION_DAYS."
     );
     describe_gauge!(
         BUILD_INFO,

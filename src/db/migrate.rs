@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "provider_token",
         sql: include_str!("../../sql/0003_provider_token.sql"),
     },
+    Migration {
+        version: 4,
+        name: "audit",
+        sql: include_str!("../../sql/0004_audit.sql"),
+    },
 ];
 
 impl Migration {

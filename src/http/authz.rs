@@ -19,6 +19,7 @@ use actix_http::{
 };
 use futures_util::StreamExt;
 
+use crate::audit::{AuditRecord, AuditSink, RequestFacts};
 use crate::authorizer::Authorizer;
 use crate::config::Cidr;
 use crate::core::decision::{Allow, Decision, Deny, RateInfo, Reason};
@@ -28,6 +29,8 @@ pub struct AuthzState {
     pub authorizer: Arc<Authorizer>,
     pub max_body: usize,
     pub trusted_proxies: Vec<Cidr>,
+    /// Set when decisions are audited (`GATEKEEPER_AUDIT=postgres`).
+    pub audit: Option<AuditSink>,
 }
 
 // Header names, built once: a name given as a string is parsed, and a
@@ -53,7 +56,7 @@ static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limi
 static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// Longest `X-Request-ID` copied into a log line.
+/// Longest `X-Request-ID` copied into a log line or an audit row.
 const MAX_REQUEST_ID: usize = 128;
 
 /// What `/authz` answers: an empty body, the decision in the status and
@@ -76,7 +79,10 @@ async fn authz(req: &Request, payload: &mut Payload, state: &AuthzState) -> Auth
     let h = req.headers();
     let body = match read_body(req, payload, state.max_body).await {
         Ok(body) => body,
-        Err(reason) => return finish(req, &Decision::Deny(Deny::new(reason)), started, state),
+        Err(reason) => {
+            let decision = Decision::Deny(Deny::new(reason));
+            return finish(req, &decision, None, started, state);
+        }
     };
     let raw = RawRequest {
         method: bytes(h, &X_ORIGINAL_METHOD),
@@ -90,26 +96,67 @@ async fn authz(req: &Request, payload: &mut Payload, state: &AuthzState) -> Auth
         x_api_key: bytes(h, &X_API_KEY),
         provider_token: bytes(h, &X_PROVIDER_TOKEN),
     };
-    let decision = match AuthRequest::parse(&raw) {
+    let (decision, facts) = match AuthRequest::parse(&raw) {
         Ok(mut parsed) => {
             parsed.source = source_address(req, &state.trusted_proxies);
-            state.authorizer.decide(&parsed).await
+            let decision = state.authorizer.decide(&parsed).await;
+            // An audited decision keeps what was parsed (moved, not copied);
+            // otherwise it is dropped here as it always was.
+            let facts = state.audit.is_some().then_some(RequestFacts {
+                method: Some(parsed.method),
+                host: parsed.host,
+                path: Some(parsed.uri.path),
+                source: parsed.source,
+            });
+            (decision, facts)
         }
-        Err(reason) => Decision::Deny(Deny::new(reason)),
+        Err(reason) => (Decision::Deny(Deny::new(reason)), None),
     };
-    finish(req, &decision, started, state)
+    finish(req, &decision, facts, started, state)
 }
 
 fn finish(
     req: &Request,
     decision: &Decision,
+    facts: Option<RequestFacts>,
     started: Instant,
     state: &AuthzState,
 ) -> AuthzResponse {
-    let seconds = started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
+    let seconds = elapsed.as_secs_f64();
     crate::metrics::record_decision(decision, seconds);
     log_decision(req, decision, seconds, state);
+    if let Some(audit) = &state.audit {
+        // Never waits: a full queue drops the record and counts it.
+        audit.try_record(audit_record(req, decision, facts, elapsed, state));
+    }
     respond(decision)
+}
+
+/// The decision's audit record. A request that did not parse keeps only its
+/// source address: its raw headers are neither trusted nor copied.
+fn audit_record(
+    req: &Request,
+    decision: &Decision,
+    facts: Option<RequestFacts>,
+    elapsed: std::time::Duration,
+    state: &AuthzState,
+) -> AuditRecord {
+    let facts = facts.unwrap_or_else(|| RequestFacts {
+        source: source_address(req, &state.trusted_proxies),
+        ..RequestFacts::default()
+    });
+    AuditRecord::of(decision, facts, request_id(req), elapsed)
+}
+
+/// `X-Request-ID` when it is printable ASCII and at most `MAX_REQUEST_ID`
+/// bytes, else "": what the decision log and the audit log keep.
+fn request_id(req: &Request) -> &str {
+    req.headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("")
 }
 
 fn bytes<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a [u8]> {
@@ -253,12 +300,7 @@ fn log_decision(req: &Request, decision: &Decision, seconds: f64, state: &AuthzS
     if !enabled {
         return;
     }
-    let request_id = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= MAX_REQUEST_ID && v.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or("");
+    let request_id = request_id(req);
     let route = decision.route_id().map(|r| &**r).unwrap_or("");
     let source = source_address(req, &state.trusted_proxies)
         .map(|ip| ip.to_string())

@@ -1,0 +1,316 @@
+//! `gatekeeper audit tail|query`: reading the audit log from its database
+//! (`GATEKEEPER_AUDIT_DATABASE_URL`, else `GATEKEEPER_DATABASE_URL`). Rows
+//! print as an aligned table, or with `--json` one object per line with
+//! stable snake_case names (absent values are `null`).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::Subcommand;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio_postgres::{Client, Row};
+
+use super::rows::{AuditRow, Table, SELECT_AFTER, SELECT_LATEST, SELECT_MATCHING};
+
+use crate::cli::{fail, EXIT_CONFIG};
+use crate::config::Config;
+use crate::core::decision::Reason;
+
+/// How often `tail --follow` asks for new rows.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// The most rows one command prints (`-n`, `--limit`).
+const MAX_ROWS: u32 = 100_000;
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// The latest decisions, oldest first; --follow keeps printing new ones.
+    Tail {
+        /// How many of the latest rows to print first.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        lines: u32,
+        /// Keep printing rows as they are written (Ctrl-C to stop).
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// One JSON object per row.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decisions matching every filter given: the newest --limit of them,
+    /// oldest first.
+    Query {
+        /// A client id.
+        #[arg(long)]
+        client: Option<String>,
+        /// A time back from now (`90s`, `30m`, `1h`, `7d`) or an RFC 3339
+        /// time (`2026-11-24T10:00:00Z`).
+        #[arg(long)]
+        since: Option<String>,
+        /// A reason, e.g. `invalid_credentials` or `authenticated`.
+        #[arg(long)]
+        reason: Option<String>,
+        /// The most rows to print.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// One JSON object per row.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Why a command failed: a usage error (exit 64) or anything else (1).
+#[derive(Debug)]
+enum Failure {
+    Usage(String),
+    Output(std::io::Error),
+    Failed(String),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Output(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Failure {
+        use tokio_postgres::error::SqlState;
+        if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
+            return Failure::Failed(
+                "the audit database has no gk_audit table: run `gatekeeper migrate` with it".into(),
+            );
+        }
+        Failure::Failed(format!("reading the audit log failed: {}", describe(&e)))
+    }
+}
+
+/// A database error by its SQLSTATE and message (a read quotes no row).
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// Runs an `audit` command against the environment's audit database.
+pub async fn run(command: AuditCommand) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match run_with(command, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => fail(EXIT_CONFIG, message),
+        // `tail --follow | head`: the reader has seen enough.
+        Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Output(e)) => fail(1, format!("writing the output failed: {e}")),
+        Err(Failure::Failed(message)) => fail(1, message),
+    }
+}
+
+async fn run_with(command: AuditCommand, out: &mut impl Write) -> Result<(), Failure> {
+    let url = database_url()?;
+    // Flags are checked before connecting: a typo needs no database.
+    match command {
+        AuditCommand::Tail {
+            lines,
+            follow,
+            json,
+        } => {
+            let lines = row_count("-n", lines)?;
+            let client = connect(&url).await?;
+            tail(&client, lines, follow, json, out).await
+        }
+        AuditCommand::Query {
+            client,
+            since,
+            reason,
+            limit,
+            json,
+        } => {
+            let filter = Filter {
+                client,
+                since: since
+                    .map(|s| parse_since(&s, SystemTime::now()))
+                    .transpose()?,
+                reason: reason.map(|r| parse_reason(&r)).transpose()?,
+                limit: row_count("--limit", limit)?,
+            };
+            let db = connect(&url).await?;
+            let rows = query(&db, &filter).await?;
+            print(out, &rows, json, &mut Table::new())
+        }
+    }
+}
+
+fn database_url() -> Result<String, Failure> {
+    let config = Config::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
+    let url = config.audit_database_url.ok_or_else(|| {
+        Failure::Usage(
+            "GATEKEEPER_AUDIT_DATABASE_URL: set it or GATEKEEPER_DATABASE_URL \
+             (or their _FILE variants) to read the audit log"
+                .into(),
+        )
+    })?;
+    Ok(url.0)
+}
+
+async fn connect(url: &str) -> Result<Client, Failure> {
+    let (client, _task) = crate::db::connect(url).await.map_err(|e| {
+        let mut text = e.to_string();
+        if let Some(source) = std::error::Error::source(&e) {
+            text.push_str(&format!(": {source}"));
+        }
+        Failure::Failed(text)
+    })?;
+    Ok(client)
+}
+
+fn row_count(flag: &str, n: u32) -> Result<i64, Failure> {
+    if (1..=MAX_ROWS).contains(&n) {
+        Ok(i64::from(n))
+    } else {
+        Err(Failure::Usage(format!(
+            "{flag}: expected a number of rows from 1 to {MAX_ROWS}"
+        )))
+    }
+}
+
+/// `90s`, `30m`, `1h`, `7d` back from `now`, or an RFC 3339 time.
+fn parse_since(text: &str, now: SystemTime) -> Result<SystemTime, Failure> {
+    let back = match text.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .ok()
+            .filter(|d| *d > 0)
+            .and_then(|d| d.checked_mul(86_400))
+            .map(Duration::from_secs),
+        None => crate::config::parse_duration(text),
+    };
+    let at = match back {
+        Some(back) => now.checked_sub(back),
+        None => OffsetDateTime::parse(text, &Rfc3339)
+            .ok()
+            .map(SystemTime::from),
+    };
+    at.ok_or_else(|| {
+        Failure::Usage(format!(
+            "--since `{text}`: expected a time back from now (90s, 30m, 1h, 7d) \
+             or an RFC 3339 time (2026-11-24T10:00:00Z)"
+        ))
+    })
+}
+
+fn parse_reason(text: &str) -> Result<String, Failure> {
+    if Reason::ALL.iter().any(|r| r.as_str() == text) {
+        return Ok(text.to_owned());
+    }
+    let known: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    Err(Failure::Usage(format!(
+        "--reason `{text}`: expected one of {}",
+        known.join(", ")
+    )))
+}
+
+struct Filter {
+    client: Option<String>,
+    since: Option<SystemTime>,
+    reason: Option<String>,
+    limit: i64,
+}
+
+async fn query(db: &Client, f: &Filter) -> Result<Vec<AuditRow>, Failure> {
+    let rows = db
+        .query(SELECT_MATCHING, &[&f.client, &f.since, &f.reason, &f.limit])
+        .await?;
+    oldest_first(rows)
+}
+
+async fn tail(
+    db: &Client,
+    lines: i64,
+    follow: bool,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let rows = oldest_first(db.query(SELECT_LATEST, &[&lines]).await?)?;
+    let mut table = Table::new();
+    print(out, &rows, json, &mut table)?;
+    if !follow {
+        return Ok(());
+    }
+    let mut last = rows.last().map_or(0, |r| r.id);
+    loop {
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+        let rows = db
+            .query(SELECT_AFTER, &[&last])
+            .await?
+            .iter()
+            .map(AuditRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(row) = rows.last() {
+            last = row.id;
+        }
+        print(out, &rows, json, &mut table)?;
+    }
+}
+
+/// Rows read newest first, in the order they happened.
+fn oldest_first(rows: Vec<Row>) -> Result<Vec<AuditRow>, Failure> {
+    let mut rows = rows
+        .iter()
+        .map(AuditRow::of)
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
+fn print(
+    out: &mut impl Write,
+    rows: &[AuditRow],
+    json: bool,
+    table: &mut Table,
+) -> Result<(), Failure> {
+    if json {
+        for row in rows {
+            serde_json::to_writer(&mut *out, row).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        }
+    } else {
+        table.print(out, rows)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_durations_days_and_rfc3339() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let back = |s: &str| now.duration_since(parse_since(s, now).unwrap()).unwrap();
+        assert_eq!(back("1h"), Duration::from_secs(3600));
+        assert_eq!(back("30m"), Duration::from_secs(1800));
+        assert_eq!(back("7d"), Duration::from_secs(7 * 86_400));
+        let at = parse_since("2026-11-24T10:00:00Z", now).unwrap();
+        let secs = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs, 1_795_514_400);
+        for bad in ["yesterday", "0d", "-1h", "2026-11-24"] {
+            assert!(
+                matches!(parse_since(bad, now), Err(Failure::Usage(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_known_reasons_and_bounded_counts_are_accepted() {
+        assert!(parse_reason("invalid_credentials").is_ok());
+        let Err(Failure::Usage(message)) = parse_reason("nope") else {
+            panic!("an unknown reason is a usage error");
+        };
+        assert!(message.contains("rate_limited"), "{message}");
+        assert!(row_count("-n", 0).is_err() && row_count("-n", MAX_ROWS + 1).is_err());
+        assert_eq!(row_count("-n", 5).ok(), Some(5));
+    }
+}
