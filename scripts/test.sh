@@ -50,6 +50,15 @@ ensure_redis() {
   fi
 }
 
+# cargo-deny, pinned, built from crates.io when missing (once per machine).
+CARGO_DENY_VERSION=0.20.2
+ensure_cargo_deny() {
+  if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+    log "installing cargo-deny $CARGO_DENY_VERSION"
+    cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+  fi
+}
+
 ensure_services() {
   ensure_postgres
   ensure_redis
@@ -63,6 +72,17 @@ cargo fmt --all -- --check
 
 log "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+
+log "dependencies: licences, bans, sources (cargo deny; deny.toml)"
+ensure_cargo_deny
+cargo deny check licenses bans sources
+# The RustSec advisory database comes from GitHub, which this project's
+# machines may not reach: checked when it can be fetched, reported when not.
+if timeout 15 git ls-remote -q https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
+  cargo deny check advisories
+else
+  echo "advisories: the RustSec database (github.com) is unreachable from here; not checked"
+fi
 
 log "cargo test"
 cargo test --locked --all-targets
