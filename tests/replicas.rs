@@ -163,19 +163,29 @@ async fn sighup_in_postgres_mode_reloads_instead_of_stopping() {
     let db = seeded_chat(KEY).await;
     let mut gk = replica(&db);
     assert_eq!(chat(&gk, KEY).status, 200);
+    let logged = |gk: &Gatekeeper, text: &str| gk.logs().iter().any(|l| l.contains(text));
+    // The listener's first reload comes asynchronously after start: wait
+    // for it, so that the reload counted below can only be SIGHUP's.
+    assert!(
+        poll_until(Duration::from_secs(5), || logged(
+            &gk,
+            "\"trigger\":\"listener_connected\""
+        )),
+        "{:#?}",
+        gk.logs()
+    );
     let reloads = |gk: &Gatekeeper| gk.readyz()["reload"]["reloads"].as_u64().unwrap();
     let before = reloads(&gk);
     gk.sighup();
     assert!(
-        poll_until(Duration::from_secs(5), || reloads(&gk) > before),
+        poll_until(Duration::from_secs(5), || logged(
+            &gk,
+            "\"trigger\":\"sighup\""
+        )),
         "{:#?}",
         gk.logs()
     );
+    assert!(reloads(&gk) > before);
     assert!(gk.is_alive(), "SIGHUP stopped the process");
     assert_eq!(chat(&gk, KEY).status, 200);
-    assert!(
-        gk.logs().iter().any(|l| l.contains("sighup")),
-        "{:#?}",
-        gk.logs()
-    );
 }
