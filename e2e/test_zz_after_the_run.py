@@ -4,14 +4,24 @@ nginx and gatekeeper logged."""
 
 import json
 import os
+import pathlib
 import re
+import tomllib
 
 import httpx
 import pytest
 
 from conftest import IDENTITY_HEADERS, KEYS, PROVIDER_TOKEN, UNKNOWN_KEYS, assert_no_gatekeeper_key
 
-PUBLIC_ROUTES = {"openai-public", "ollama-version"}
+# Routes whose every method is public: what reaches the upstream through them
+# carries no identity. Read from the policy, so a new public route needs no
+# edit here.
+PUBLIC_ROUTES = {
+    r["id"]
+    for r in tomllib.loads(pathlib.Path(__file__).with_name("policy.toml").read_text())["route"]
+    if all(creds == ["public"] for creds in r.get("methods", {}).values())
+}
+assert {"openai-public", "ollama-version", "host-public"} <= PUBLIC_ROUTES, PUBLIC_ROUTES
 
 
 def read(path: str, what: str) -> str:
