@@ -186,15 +186,27 @@ pub fn record_decision(decision: &Decision, seconds: f64) {
 pub fn credential_checked(kind: &'static str) {
     CREDENTIAL_CHECK_HANDLES.with(|handles| {
         let mut handles = handles.borrow_mut();
-        let at = handles
-            .iter()
-            .position(|(k, _)| *k == kind)
-            .unwrap_or_else(|| {
-                handles.push((kind, metrics::counter!(CREDENTIAL_CHECKS, "type" => kind)));
-                handles.len() - 1
-            });
-        handles[at].1.increment(1);
+        kept(
+            &mut handles,
+            kind,
+            || metrics::counter!(CREDENTIAL_CHECKS, "type" => kind),
+        )
+        .increment(1);
     });
+}
+
+/// The handle kept under `key` in a short list, registered by `make` the
+/// first time: a thread's lists hold a handful of entries, so a scan is
+/// cheaper than hashing.
+fn kept<K: PartialEq, H>(list: &mut Vec<(K, H)>, key: K, make: impl FnOnce() -> H) -> &H {
+    let at = match list.iter().position(|(k, _)| *k == key) {
+        Some(at) => at,
+        None => {
+            list.push((key, make()));
+            list.len() - 1
+        }
+    };
+    &list[at].1
 }
 
 /// Route ids whose handles a worker thread keeps.
@@ -230,52 +242,29 @@ impl Handles {
     }
 }
 
-/// One labelled counter of a route: a decision with its reason, or (no
+/// A route's labelled counters: a decision by outcome and reason, or (no
 /// reason) the route's rate-limit rejections.
-struct RouteCounter {
-    decision: Option<(bool, Reason)>,
-    counter: Counter,
-}
-
-/// A route's counters, found by a short scan: a route sees few reasons.
 #[derive(Default)]
-struct RouteCounters(Vec<RouteCounter>);
+struct RouteCounters(Vec<(Option<(bool, Reason)>, Counter)>);
 
 impl RouteCounters {
     fn decision(&mut self, route: &str, allow: bool, reason: Reason) -> &Counter {
-        let wanted = Some((allow, reason));
-        let at = self
-            .0
-            .iter()
-            .position(|c| c.decision == wanted)
-            .unwrap_or_else(|| {
-                let outcome = if allow { "allow" } else { "deny" };
-                let labels = [
-                    ("decision", outcome.to_owned()),
-                    ("reason", reason.as_str().to_owned()),
-                    ("route", route.to_owned()),
-                ];
-                self.0.push(RouteCounter {
-                    decision: wanted,
-                    counter: metrics::counter!(DECISIONS, &labels),
-                });
-                self.0.len() - 1
-            });
-        &self.0[at].counter
+        kept(&mut self.0, Some((allow, reason)), || {
+            let outcome = if allow { "allow" } else { "deny" };
+            let labels = [
+                ("decision", outcome.to_owned()),
+                ("reason", reason.as_str().to_owned()),
+                ("route", route.to_owned()),
+            ];
+            metrics::counter!(DECISIONS, &labels)
+        })
     }
 
     fn rate_limited(&mut self, route: &str) -> &Counter {
-        let at = self
-            .0
-            .iter()
-            .position(|c| c.decision.is_none())
-            .unwrap_or_else(|| {
-                self.0.push(RouteCounter {
-                    decision: None,
-                    counter: metrics::counter!(RATE_LIMITED, "route" => route.to_owned()),
-                });
-                self.0.len() - 1
-            });
-        &self.0[at].counter
+        kept(
+            &mut self.0,
+            None,
+            || metrics::counter!(RATE_LIMITED, "route" => route.to_owned()),
+        )
     }
 }
