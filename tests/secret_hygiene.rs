@@ -378,35 +378,11 @@ impl Run {
         body: &[u8],
         ts: i64,
     ) -> String {
-        let (client, secret) = creds;
-        let secret_file = self.dir.path().join("hmac-secret");
-        std::fs::write(&secret_file, format!("{secret}\n")).expect("secret file");
-        let body_file = self.dir.path().join("body");
-        std::fs::write(&body_file, body).expect("body file");
-        let ts = ts.to_string();
         let nonce = random_token(16);
-        let args = [
-            "sign",
-            "--client",
-            client,
-            "--secret-file",
-            secret_file.to_str().unwrap(),
-            "--method",
-            method,
-            "--path",
-            path,
-            "--body-file",
-            body_file.to_str().unwrap(),
-            "--timestamp",
-            &ts,
-            "--nonce",
-            &nonce,
-        ];
-        let line = self.cli_ok("sign", &args, None);
-        line.trim()
-            .strip_prefix("Authorization: ")
-            .expect("an Authorization line")
-            .to_owned()
+        let dir = self.dir.path().to_owned();
+        let args = common::hmac::sign_args(&dir, creds, method, path, body, ts, &nonce);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::hmac::authorization(&self.cli_ok("sign", &args, None))
     }
 }
 

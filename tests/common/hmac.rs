@@ -46,36 +46,65 @@ pub fn sign(
     timestamp: i64,
     nonce: &str,
 ) -> String {
-    let secret_file = dir.join("secret");
-    std::fs::write(&secret_file, format!("{OPS_SECRET}\n")).unwrap();
-    let body_file = dir.join("body");
-    std::fs::write(&body_file, body).unwrap();
-    let ts = timestamp.to_string();
-    let args = [
-        "sign",
-        "--client",
-        "ops",
-        "--secret-file",
-        secret_file.to_str().unwrap(),
-        "--method",
+    let args = sign_args(
+        dir,
+        ("ops", OPS_SECRET),
         method,
-        "--path",
         path,
-        "--body-file",
-        body_file.to_str().unwrap(),
-        "--timestamp",
-        &ts,
-        "--nonce",
+        body,
+        timestamp,
         nonce,
-    ];
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = super::run(&args, &[], None);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = String::from_utf8(out.stdout).unwrap();
-    line.trim()
+    authorization(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// The arguments of `gatekeeper sign` for `client` holding `secret`; the
+/// secret and body files are written into `dir`.
+pub fn sign_args(
+    dir: &Path,
+    (client, secret): (&str, &str),
+    method: &str,
+    path: &str,
+    body: &[u8],
+    timestamp: i64,
+    nonce: &str,
+) -> Vec<String> {
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let body_file = dir.join("body");
+    std::fs::write(&body_file, body).unwrap();
+    let file = |p: &Path| p.to_str().unwrap().to_owned();
+    let args = [
+        "sign",
+        "--client",
+        client,
+        "--secret-file",
+        &file(&secret_file),
+        "--method",
+        method,
+        "--path",
+        path,
+        "--body-file",
+        &file(&body_file),
+        "--timestamp",
+        &timestamp.to_string(),
+        "--nonce",
+        nonce,
+    ];
+    args.map(str::to_owned).to_vec()
+}
+
+/// The header value in `gatekeeper sign`'s output line.
+pub fn authorization(output: &str) -> String {
+    output
+        .trim()
         .strip_prefix("Authorization: ")
         .expect("an Authorization line")
         .to_owned()
