@@ -150,19 +150,6 @@ REDIS_PREFIX=""
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# wait_for NAME PID URL [any]: polls URL until it answers 200 (any HTTP
-# status with `any`), failing early when PID exits.
-wait_for() {
-    local name=$1 pid=$2 url=$3 any=${4:-} code deadline=$((SECONDS + START_TIMEOUT))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (see $RUN_DIR)"
-        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" || true)
-        if [ "$code" = 200 ] || { [ -n "$any" ] && [ "$code" != 000 ]; }; then return 0; fi
-        sleep 0.1
-    done
-    die "$name did not answer $url within ${START_TIMEOUT}s (see $RUN_DIR)"
-}
-
 cleanup() {
     local rc=$? pid
     for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null || true; done

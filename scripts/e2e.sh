@@ -168,19 +168,6 @@ REDIS_PREFIX='$REDIS_PREFIX'
 EOF
 }
 
-# wait_for NAME PID URL [any]: polls URL until it answers 200 (or any HTTP
-# status with `any`), failing early when PID exits.
-wait_for() {
-    local name=$1 pid=$2 url=$3 any=${4:-} code deadline=$((SECONDS + START_TIMEOUT))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (see $RUN_DIR)"
-        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" || true)
-        if [ "$code" = 200 ] || { [ -n "$any" ] && [ "$code" != 000 ]; }; then return 0; fi
-        sleep 0.1
-    done
-    die "$name did not answer $url within ${START_TIMEOUT}s (see $RUN_DIR)"
-}
-
 start_mock() {
     "$VENV/bin/python" e2e/mock_backend.py --port "$MOCK_PORT" >"$RUN_DIR/mock.log" 2>&1 &
     MOCK_PID=$!

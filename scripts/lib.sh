@@ -1,5 +1,5 @@
 # Shell functions the scripts share; sourced, never run. The caller defines
-# `die` (and `log`).
+# `die` (and `log`), and for wait_for START_TIMEOUT and RUN_DIR.
 
 # Installs Debian packages (root only), updating the index once per run.
 # Debian's postinst starts the services it installs (nginx on :80): a
@@ -17,4 +17,17 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || rc=$?
     [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
     return "$rc"
+}
+
+# wait_for NAME PID URL [any]: polls URL until it answers 200 (any HTTP
+# status with `any`), failing early when PID exits.
+wait_for() {
+    local name=$1 pid=$2 url=$3 any=${4:-} code deadline=$((SECONDS + START_TIMEOUT))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        kill -0 "$pid" 2>/dev/null || die "$name exited during start-up (see $RUN_DIR)"
+        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$url" || true)
+        if [ "$code" = 200 ] || { [ -n "$any" ] && [ "$code" != 000 ]; }; then return 0; fi
+        sleep 0.1
+    done
+    die "$name did not answer $url within ${START_TIMEOUT}s (see $RUN_DIR)"
 }
