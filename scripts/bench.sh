@@ -363,7 +363,8 @@ metric_sum() {   # NAME METRIC: every series of a counter, summed
         | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $NF } END { printf "%d", s }'
 }
 
-# EVAL/EVALSHA calls Redis has served (the limiter is one script per decision).
+# EVAL/EVALSHA calls Redis has served (the limiter: one script per batch of
+# decisions waiting at once on a worker; see src/shared/batch.rs).
 redis_script_calls() {
     redis-cli -u "$REDIS_URL" info commandstats 2>/dev/null \
         | awk -F'[:=,]' '/^cmdstat_eval(sha)?:/ { s += $3 } END { printf "%d", s }'

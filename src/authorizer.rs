@@ -29,7 +29,8 @@ use crate::core::policy::{check_presented, permit, Policy, Verified};
 use crate::core::request::{AuthRequest, Body};
 use crate::core::signature;
 use crate::nonce::{NonceOutcome, NonceStore};
-use crate::shared::limiter::{Mode, RedisLimiter};
+use crate::shared::batch::Batcher;
+use crate::shared::limiter::Mode;
 use crate::shared::{Redis, Unavailable};
 
 /// The time, injected so tests can move it.
@@ -116,9 +117,7 @@ pub struct Settings {
 /// Redis and what the authorizer runs on it.
 struct Shared {
     redis: Arc<Redis>,
-    limiter: RedisLimiter,
-    /// `<prefix>rl:`, before every limit key.
-    limit_prefix: String,
+    limits: Batcher,
 }
 
 /// Failed credentials per source address (DESIGN §6, §10).
@@ -197,9 +196,8 @@ impl Authorizer {
     /// other replicas; the in-process stores become the fallback.
     pub fn with_redis(mut self, redis: Arc<Redis>) -> Authorizer {
         self.shared = Some(Shared {
-            limit_prefix: redis.key("rl:"),
+            limits: Batcher::new(Arc::clone(&redis)),
             redis,
-            limiter: RedisLimiter::new(),
         });
         self
     }
@@ -351,21 +349,7 @@ impl Authorizer {
             return Ok(None);
         }
         if let Some(shared) = &self.shared {
-            let asked = shared
-                .redis
-                .call("rate_limit", |mut conn| async move {
-                    shared
-                        .limiter
-                        .check_and_charge(
-                            &mut conn,
-                            &shared.limit_prefix,
-                            charges,
-                            Mode::Charge,
-                            None,
-                        )
-                        .await
-                })
-                .await;
+            let asked = shared.limits.ask("rate_limit", charges, Mode::Charge).await;
             match asked {
                 Ok(verdict) => return verdict.map_err(Limited::Denied),
                 Err(Unavailable) if shared.redis.failure_mode() == RedisFailure::Deny => {
@@ -435,17 +419,7 @@ impl Authorizer {
         mode: Mode,
     ) -> Option<Result<Option<RateInfo>, RateDenied>> {
         let shared = self.shared.as_ref()?;
-        let prefix = &shared.limit_prefix;
-        shared
-            .redis
-            .call(what, |mut conn| async move {
-                shared
-                    .limiter
-                    .check_and_charge(&mut conn, prefix, charges, mode, None)
-                    .await
-            })
-            .await
-            .ok()
+        shared.limits.ask(what, charges, mode).await.ok()
     }
 
     /// Steps 2 and 3: the presented credential, of an accepted type, verified.

@@ -12,7 +12,7 @@ use deadpool_redis::{Connection, Pool, Runtime};
 use gatekeeper::core::decision::RateInfo;
 use gatekeeper::core::limiter::{distinct, Charge, LimitKey, LocalLimiter, RateDenied};
 use gatekeeper::core::model::Limit;
-use gatekeeper::shared::limiter::{Mode, RedisLimiter};
+use gatekeeper::shared::limiter::{Ask, Mode, RedisLimiter};
 
 type Outcome = Result<Option<RateInfo>, RateDenied>;
 
@@ -59,29 +59,34 @@ impl Fixture {
         self.ask(charges, Mode::Charge, Some(now_us)).await
     }
 
-    fn redis_key(&self, key: &LimitKey) -> String {
-        format!("{}{}", self.prefix, key.0)
+    /// The Redis keys holding `key`'s state, one per limit it was charged
+    /// under (`<prefix><key>#<limit>`).
+    async fn redis_keys(&self, key: &LimitKey) -> Vec<String> {
+        let pattern = format!("{}{}#*", self.prefix, key.0);
+        let mut keys: Vec<String> = self.conn().await.keys(pattern).await.unwrap();
+        keys.sort();
+        keys
     }
 
     async fn exists(&self, key: &LimitKey) -> bool {
-        let exists: bool = self.conn().await.exists(self.redis_key(key)).await.unwrap();
-        exists
+        !self.redis_keys(key).await.is_empty()
     }
 
     async fn pttl(&self, key: &LimitKey) -> i64 {
-        let pttl: i64 = self.conn().await.pttl(self.redis_key(key)).await.unwrap();
+        let keys = self.redis_keys(key).await;
+        assert_eq!(keys.len(), 1, "one limit's state: {keys:?}");
+        let pttl: i64 = self.conn().await.pttl(&keys[0]).await.unwrap();
         pttl
     }
 
+    /// Every stored state of `key`: (Redis key, TAT).
     async fn stored(&self, key: &LimitKey) -> Vec<(String, String)> {
-        let mut fields: Vec<(String, String)> = self
-            .conn()
-            .await
-            .hgetall(self.redis_key(key))
-            .await
-            .unwrap();
-        fields.sort();
-        fields
+        let mut stored = Vec::new();
+        for name in self.redis_keys(key).await {
+            let tat: String = self.conn().await.get(&name).await.unwrap();
+            stored.push((name, tat));
+        }
+        stored
     }
 
     /// Deletes every key under this test's prefix.
@@ -211,6 +216,82 @@ async fn redis_gives_exactly_the_local_limiters_verdicts_for_a_random_sequence()
         "{admitted} admitted, {denied} denied"
     );
     assert!(multi_denied > 20, "{multi_denied} multi-charge denials");
+    fx.clean_up().await;
+}
+
+/// One script call for a batch of asks decides what the same asks one by
+/// one decide: a batch of up to 8 random asks (repeated keys across and
+/// within asks, peeks, changed limits) at one instant, checked against the
+/// in-process limiter ask by ask.
+#[tokio::test]
+async fn a_batch_decides_what_its_asks_one_by_one_decide() {
+    let fx = Fixture::new();
+    let local = LocalLimiter::new(1_000);
+    let keys = [key("c:a"), key("c:b"), key("g:a:r1")];
+    let limits = equivalence_limits();
+    let mut current: Vec<Limit> = (0..keys.len()).map(|i| limits[i]).collect();
+    let (mut rng, mut now_us) = (Rng(7), EPOCH_US);
+    let (mut admitted, mut denied, mut batched) = (0, 0, 0);
+    let mut conn = fx.conn().await;
+    for round in 0..80 {
+        now_us += rng.pick(&[0, 1, SEC_US, 3 * SEC_US, 20 * SEC_US]);
+        if rng.below(10) == 0 {
+            let k = rng.below(keys.len() as u64) as usize;
+            current[k] = rng.pick(&limits);
+        }
+        let batch: Vec<(Vec<Charge<'_>>, Mode)> = (0..=rng.below(8))
+            .map(|_| {
+                let charges = (0..=rng.below(2))
+                    .map(|_| rng.below(keys.len() as u64) as usize)
+                    .map(|k| Charge {
+                        key: &keys[k],
+                        limit: current[k],
+                    })
+                    .collect();
+                let mode = if rng.below(5) == 0 {
+                    Mode::Peek
+                } else {
+                    Mode::Charge
+                };
+                (charges, mode)
+            })
+            .collect();
+        let asks: Vec<Ask> = batch
+            .iter()
+            .filter_map(|(charges, mode)| Ask::new(&fx.prefix, charges, *mode))
+            .collect();
+        let outcomes = fx
+            .limiter
+            .run(&mut conn, &asks, Some(now_us))
+            .await
+            .expect("the script runs");
+        assert_eq!(outcomes.len(), batch.len(), "round {round}");
+        batched += usize::from(batch.len() > 1);
+        let now_ns = now_us * 1_000;
+        for (i, ((charges, mode), outcome)) in batch.iter().zip(outcomes).enumerate() {
+            if *mode == Mode::Peek {
+                assert_eq!(
+                    outcome.map(drop),
+                    local.peek(charges, now_ns),
+                    "round {round}, ask {i}"
+                );
+                continue;
+            }
+            let expected = local.check_and_charge(charges, now_ns);
+            assert_eq!(outcome, expected, "round {round}, ask {i}: {charges:?}");
+            if outcome.is_ok() {
+                admitted += 1;
+            } else {
+                denied += 1;
+            }
+        }
+    }
+    assert!(batched > 50, "{batched} rounds of more than one ask");
+    assert!(
+        admitted > 50 && denied > 50,
+        "{admitted} admitted, {denied} denied"
+    );
+    drop(conn);
     fx.clean_up().await;
 }
 

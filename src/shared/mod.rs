@@ -17,6 +17,7 @@
 //! at once and how long that may take), on its own runtime, takes it out
 //! of the pool, and keeps it until a failure.
 
+pub mod batch;
 pub mod keys;
 pub mod limiter;
 

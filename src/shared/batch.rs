@@ -1,0 +1,206 @@
+//! Limiter calls that arrive together share one script call.
+//!
+//! Under load a worker thread has several decisions waiting on Redis at
+//! once, and what a script call costs Redis is mostly the call itself (see
+//! `shared::limiter`): sent one by one, 32 concurrent decisions cost Redis
+//! ~20 µs each and queue behind one another. So each thread keeps one queue
+//! per [`Batcher`]: the first caller to find it empty spawns a flush task,
+//! and every caller that runs before that task does joins the queue; the
+//! task sends them all in one script call (at most [`MAX_BATCH`]). A task
+//! runs after the tasks already woken, so the batch is what one turn of the
+//! thread's event loop produced: a caller alone is sent at once, and
+//! batching never waits for company. Batches are not serialised: several
+//! may be in flight on the thread's connection, answered in order.
+//!
+//! The script judges the asks of a batch in arrival order, each
+//! all-or-nothing, so a batch decides exactly what the same calls one after
+//! another would. Every caller still waits at most the Redis timeout from
+//! the moment it asked, and a failed flush fails each of its callers as a
+//! failed call would (`Redis::failed`: counted, marked down, fallback).
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use super::limiter::{Ask, Mode, Outcome, RedisLimiter};
+use super::{Redis, Unavailable};
+use crate::core::limiter::Charge;
+
+/// The most asks one script call judges; more wait for the next flush.
+pub const MAX_BATCH: usize = 64;
+
+/// Identifies each `Batcher` in the threads' queue lists.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static QUEUES: RefCell<Vec<(u64, Arc<Mutex<Queue>>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What a flush tells each caller: its outcome, or why Redis gave none.
+type Reply = Result<Outcome, String>;
+
+#[derive(Default)]
+struct Queue {
+    asks: Vec<Ask>,
+    replies: Vec<oneshot::Sender<Reply>>,
+    /// A flush task is spawned and will take what is queued.
+    scheduled: bool,
+}
+
+/// The shared limiter, with the calls of each thread batched.
+pub struct Batcher {
+    id: u64,
+    redis: Arc<Redis>,
+    limiter: Arc<RedisLimiter>,
+    /// `<prefix>rl:`, before every limit key.
+    prefix: String,
+}
+
+impl Batcher {
+    pub fn new(redis: Arc<Redis>) -> Batcher {
+        Batcher {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            prefix: redis.key("rl:"),
+            redis,
+            limiter: Arc::new(RedisLimiter::new()),
+        }
+    }
+
+    /// Judges `charges` and, in [`Mode::Charge`], charges them all if all
+    /// admit, in the next script call this thread makes. `what` names the
+    /// operation in metrics and logs. While Redis is marked down this fails
+    /// at once.
+    pub async fn ask(
+        &self,
+        what: &'static str,
+        charges: &[Charge<'_>],
+        mode: Mode,
+    ) -> Result<Outcome, Unavailable> {
+        let Some(ask) = Ask::new(&self.prefix, charges, mode) else {
+            return Ok(Ok(None));
+        };
+        if !self.redis.is_up() {
+            return Err(self.redis.fell_back(what));
+        }
+        let (reply, answer) = oneshot::channel();
+        let queue = self.queue();
+        let start = {
+            let mut q = lock(&queue);
+            q.asks.push(ask);
+            q.replies.push(reply);
+            !std::mem::replace(&mut q.scheduled, true)
+        };
+        if start {
+            Flush::spawn(queue, Arc::clone(&self.redis), Arc::clone(&self.limiter));
+        }
+        match tokio::time::timeout(self.redis.timeout, answer).await {
+            Ok(Ok(Ok(outcome))) => Ok(outcome),
+            Ok(Ok(Err(error))) => Err(self.redis.failed(what, &error)),
+            Ok(Err(_)) => Err(self.redis.failed(what, "flush abandoned")),
+            Err(_) => Err(self.redis.failed(what, "timed out")),
+        }
+    }
+
+    /// This thread's queue for this batcher.
+    fn queue(&self) -> Arc<Mutex<Queue>> {
+        QUEUES.with(|queues| {
+            let mut queues = queues.borrow_mut();
+            if let Some((_, queue)) = queues.iter().find(|(id, _)| *id == self.id) {
+                return Arc::clone(queue);
+            }
+            let queue = Arc::new(Mutex::new(Queue::default()));
+            queues.push((self.id, Arc::clone(&queue)));
+            queue
+        })
+    }
+}
+
+/// Sends what is queued, as one batch.
+struct Flush {
+    queue: Arc<Mutex<Queue>>,
+    redis: Arc<Redis>,
+    limiter: Arc<RedisLimiter>,
+    /// Set once this flush has taken its batch from the queue.
+    taken: bool,
+}
+
+impl Flush {
+    fn spawn(queue: Arc<Mutex<Queue>>, redis: Arc<Redis>, limiter: Arc<RedisLimiter>) {
+        let flush = Flush {
+            queue,
+            redis,
+            limiter,
+            taken: false,
+        };
+        tokio::spawn(flush.run());
+    }
+
+    async fn run(mut self) {
+        let (asks, replies) = {
+            let mut q = lock(&self.queue);
+            let n = q.asks.len().min(MAX_BATCH);
+            let asks: Vec<Ask> = q.asks.drain(..n).collect();
+            let replies: Vec<_> = q.replies.drain(..n).collect();
+            if q.asks.is_empty() {
+                q.scheduled = false;
+            } else {
+                // More than one batch waits: the next one goes out at once.
+                Flush::spawn(
+                    Arc::clone(&self.queue),
+                    Arc::clone(&self.redis),
+                    Arc::clone(&self.limiter),
+                );
+            }
+            (asks, replies)
+        };
+        self.taken = true;
+        match self.send(&asks).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// One script call for `asks`, within the timeout.
+    async fn send(&self, asks: &[Ask]) -> Result<Vec<Outcome>, String> {
+        let attempt = async {
+            let mut conn = self.redis.connection().await.map_err(|e| e.to_string())?;
+            self.limiter
+                .run(&mut conn, asks, None)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(self.redis.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err("timed out".to_owned()),
+        }
+    }
+}
+
+impl Drop for Flush {
+    /// A flush task dropped before it ran (its runtime stopping) must not
+    /// leave the queue marked as scheduled, or nothing queued later would be
+    /// sent. The callers still queued get no reply: their answers' senders
+    /// drop, and they fail over as for any failed call.
+    fn drop(&mut self) {
+        if !self.taken {
+            let mut q = lock(&self.queue);
+            q.scheduled = false;
+            q.asks.clear();
+            q.replies.clear();
+        }
+    }
+}
+
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|e| e.into_inner())
+}
