@@ -15,8 +15,8 @@
 //! its mode is [`Mode::Charge`], are they all written — before the next ask
 //! of the batch is judged, so a batch decides exactly as its asks would one
 //! after another. Per key it stores the TAT in epoch microseconds as a plain
-//! string; the key's name ends in the limit it was computed for (`#` and
-//! [`signature`]), so a changed limit finds no state and starts from full.
+//! string; the key's name ends in the limit it was computed for (see
+//! [`redis_key`]), so a changed limit finds no state and starts from full.
 //! Each written key expires (`SET … PX`, rounded up to the millisecond) when
 //! its TAT passes, when it would count as full anyway.
 //!
@@ -224,11 +224,25 @@ impl RedisLimiter {
     }
 }
 
-/// Where one limit of one key keeps its TAT: `prefix`, the key, `#` and the
-/// limit's [`signature`]. The signature never holds a `#`, so the name
-/// splits back at its last `#`: distinct (key, limit) pairs never share one.
+/// Where one limit of one key keeps its TAT: `prefix`, the key, `#` and
+/// what the TAT was computed for, `count/windowns/burst` (another limit
+/// starts from full). That suffix never holds a `#`, so the name splits
+/// back at its last `#`: distinct (key, limit) pairs never share one. One
+/// allocation: this runs for every limit of every decision.
 pub fn redis_key(prefix: &str, key: &LimitKey, limit: &Limit) -> String {
-    concat(&[prefix, &key.0, "#", &signature(limit)])
+    use std::fmt::Write as _;
+    let mut name = String::with_capacity(prefix.len() + key.0.len() + 48);
+    name.push_str(prefix);
+    name.push_str(&key.0);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        name,
+        "#{}/{}ns/{}",
+        limit.count,
+        limit.window.as_nanos(),
+        limit.burst
+    );
+    name
 }
 
 /// A limit's parameters as the script sees them, in nanoseconds that are
@@ -239,25 +253,6 @@ fn micro_gcra(limit: &Limit) -> Gcra {
     let burst = u64::from(limit.burst.max(1));
     let burst = u32::try_from(burst.min(MAX_SPAN_MICROS / interval)).unwrap_or(u32::MAX);
     Gcra::new(limit.count, interval * NANOS_PER_MICRO, burst)
-}
-
-/// What a stored TAT was computed for; another limit starts from full.
-/// (`count/windowns/burst`, built without the formatting machinery: this
-/// runs for every limit of every decision.)
-fn signature(limit: &Limit) -> String {
-    concat(&[
-        &limit.count.to_string(),
-        "/",
-        &limit.window.as_nanos().to_string(),
-        "ns/",
-        &limit.burst.to_string(),
-    ])
-}
-
-fn concat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    parts.iter().for_each(|p| s.push_str(p));
-    s
 }
 
 /// Each key's `{debt, ahead}` in µs, judged by the core.
