@@ -172,17 +172,10 @@ impl Flush {
 
     /// One script call for `asks`, within the timeout.
     async fn send(&self, asks: &[Ask]) -> Result<Vec<Outcome>, String> {
-        let attempt = async {
-            let mut conn = self.redis.connection().await.map_err(|e| e.to_string())?;
-            self.limiter
-                .run(&mut conn, asks, None)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(self.redis.timeout, attempt).await {
-            Ok(result) => result,
-            Err(_) => Err("timed out".to_owned()),
-        }
+        let limiter = &self.limiter;
+        self.redis
+            .attempt(|mut conn| async move { limiter.run(&mut conn, asks, None).await })
+            .await
     }
 }
 

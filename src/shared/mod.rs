@@ -149,14 +149,25 @@ impl Redis {
         if !self.is_up() {
             return Err(self.fell_back(what));
         }
+        self.attempt(op)
+            .await
+            .map_err(|error| self.failed(what, &error))
+    }
+
+    /// `op` on this thread's connection within the timeout, without the
+    /// down mark or failure handling; the error as text for `failed`.
+    async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, String>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let attempt = async {
             let conn = self.connection().await.map_err(|e| e.to_string())?;
             op(conn).await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(self.failed(what, &error)),
-            Err(_) => Err(self.failed(what, "timed out")),
+            Ok(result) => result,
+            Err(_) => Err("timed out".to_owned()),
         }
     }
 
