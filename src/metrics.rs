@@ -197,8 +197,12 @@ pub fn credential_checked(kind: &'static str) {
 
 /// The handle kept under `key` in a short list, registered by `make` the
 /// first time: a thread's lists hold a handful of entries, so a scan is
-/// cheaper than hashing.
-fn kept<K: PartialEq, H>(list: &mut Vec<(K, H)>, key: K, make: impl FnOnce() -> H) -> &H {
+/// cheaper than hashing. (Also the Redis limiter's per-thread batch queues.)
+pub(crate) fn kept<K: PartialEq, H>(
+    list: &mut Vec<(K, H)>,
+    key: K,
+    make: impl FnOnce() -> H,
+) -> &H {
     let at = match list.iter().position(|(k, _)| *k == key) {
         Some(at) => at,
         None => {

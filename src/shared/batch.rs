@@ -107,12 +107,8 @@ impl Batcher {
     fn queue(&self) -> Arc<Mutex<Queue>> {
         QUEUES.with(|queues| {
             let mut queues = queues.borrow_mut();
-            if let Some((_, queue)) = queues.iter().find(|(id, _)| *id == self.id) {
-                return Arc::clone(queue);
-            }
-            let queue = Arc::new(Mutex::new(Queue::default()));
-            queues.push((self.id, Arc::clone(&queue)));
-            queue
+            let queue = crate::metrics::kept(&mut queues, self.id, Arc::default);
+            Arc::clone(queue)
         })
     }
 }
