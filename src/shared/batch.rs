@@ -43,8 +43,8 @@ type Reply = Result<Outcome, String>;
 
 #[derive(Default)]
 struct Queue {
-    asks: Vec<Ask>,
-    replies: Vec<oneshot::Sender<Reply>>,
+    /// Each ask with where its outcome goes, in arrival order.
+    waiting: Vec<(Ask, oneshot::Sender<Reply>)>,
     /// A flush task is spawned and will take what is queued.
     scheduled: bool,
 }
@@ -88,8 +88,7 @@ impl Batcher {
         let queue = self.queue();
         let start = {
             let mut q = lock(&queue);
-            q.asks.push(ask);
-            q.replies.push(reply);
+            q.waiting.push((ask, reply));
             !std::mem::replace(&mut q.scheduled, true)
         };
         if start {
@@ -136,10 +135,9 @@ impl Flush {
     async fn run(mut self) {
         let (asks, replies) = {
             let mut q = lock(&self.queue);
-            let n = q.asks.len().min(MAX_BATCH);
-            let asks: Vec<Ask> = q.asks.drain(..n).collect();
-            let replies: Vec<_> = q.replies.drain(..n).collect();
-            if q.asks.is_empty() {
+            let n = q.waiting.len().min(MAX_BATCH);
+            let (asks, replies): (Vec<Ask>, Vec<_>) = q.waiting.drain(..n).unzip();
+            if q.waiting.is_empty() {
                 q.scheduled = false;
             } else {
                 // More than one batch waits: the next one goes out at once.
@@ -184,8 +182,7 @@ impl Drop for Flush {
         if !self.taken {
             let mut q = lock(&self.queue);
             q.scheduled = false;
-            q.asks.clear();
-            q.replies.clear();
+            q.waiting.clear();
         }
     }
 }
