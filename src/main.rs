@@ -7,6 +7,13 @@ use clap::Parser;
 use gatekeeper::cli::{self, Cli, Command, ImportCommand, KeyCommand, SecretCommand};
 use gatekeeper::manage;
 
+/// mimalloc instead of glibc's malloc: a decision makes a few dozen small,
+/// short-lived allocations (HTTP buffers, headers, Redis frames), and
+/// glibc's malloc and free were about a tenth of gatekeeper's CPU per
+/// decision (bench/README.md, run 5).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
