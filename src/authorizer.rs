@@ -580,10 +580,24 @@ fn counts_as_failure(reason: Reason) -> bool {
 /// for IPv6 (one host usually holds a whole /64).
 fn throttle_key(source: std::net::IpAddr) -> LimitKey {
     use std::net::IpAddr;
+    let v4_key = |v4: std::net::Ipv4Addr| {
+        // `f:` and the dotted quad, without the formatting machinery: this
+        // runs for every request that has a source address.
+        let mut digits = itoa::Buffer::new();
+        let mut name = String::with_capacity(17);
+        name.push_str("f:");
+        for (i, octet) in v4.octets().into_iter().enumerate() {
+            if i > 0 {
+                name.push('.');
+            }
+            name.push_str(digits.format(octet));
+        }
+        name
+    };
     let name = match source {
-        IpAddr::V4(v4) => format!("f:{v4}"),
+        IpAddr::V4(v4) => v4_key(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("f:{v4}"),
+            Some(v4) => v4_key(v4),
             None => {
                 let s = v6.segments();
                 format!("f:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])

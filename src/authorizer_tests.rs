@@ -400,3 +400,15 @@ async fn an_ipv6_host_is_throttled_by_its_64() {
         Reason::InvalidCredentials
     );
 }
+
+#[test]
+fn a_throttle_bucket_is_the_v4_address_or_the_v6_slash_64() {
+    let key = |ip: &str| throttle_key(ip.parse().expect("an address")).0;
+    assert_eq!(&*key("203.0.113.7"), "f:203.0.113.7");
+    assert_eq!(&*key("0.0.0.0"), "f:0.0.0.0");
+    assert_eq!(&*key("255.255.255.255"), "f:255.255.255.255");
+    // A v4-mapped address is its v4 address, so both forms share a bucket.
+    assert_eq!(&*key("::ffff:10.0.0.1"), "f:10.0.0.1");
+    assert_eq!(&*key("2001:db8:1:2:3:4:5:6"), "f:2001:db8:1:2::/64");
+    assert_eq!(&*key("2001:db8:1:2::9"), "f:2001:db8:1:2::/64");
+}

@@ -177,8 +177,13 @@ fn resolve_segments(decoded: &str) -> Result<String, PathError> {
             }
         }
     }
-    let mut path = format!("/{}", kept.join("/"));
-    if trailing_slash && !kept.is_empty() {
+    // One allocation, sized for the result: this runs for every request.
+    let mut path = String::with_capacity(decoded.len() + 1);
+    for name in &kept {
+        path.push('/');
+        path.push_str(name);
+    }
+    if kept.is_empty() || trailing_slash {
         path.push('/');
     }
     Ok(path)

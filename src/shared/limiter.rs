@@ -230,18 +230,16 @@ impl RedisLimiter {
 /// back at its last `#`: distinct (key, limit) pairs never share one. One
 /// allocation: this runs for every limit of every decision.
 pub fn redis_key(prefix: &str, key: &LimitKey, limit: &Limit) -> String {
-    use std::fmt::Write as _;
+    let mut digits = itoa::Buffer::new();
     let mut name = String::with_capacity(prefix.len() + key.0.len() + 48);
     name.push_str(prefix);
     name.push_str(&key.0);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        name,
-        "#{}/{}ns/{}",
-        limit.count,
-        limit.window.as_nanos(),
-        limit.burst
-    );
+    name.push('#');
+    name.push_str(digits.format(limit.count));
+    name.push('/');
+    name.push_str(digits.format(limit.window.as_nanos()));
+    name.push_str("ns/");
+    name.push_str(digits.format(limit.burst));
     name
 }
 
