@@ -3,7 +3,8 @@
 //! This module owns the script and the conversion between the core's
 //! nanoseconds and the script's microseconds. It decides nothing itself:
 //! the script runs the state step of `core::limiter` (see its module docs
-//! for the formulas) and returns each key's `debt` and `ahead`; the core's
+//! for the formulas) and returns each key's `debt` (its `ahead` is
+//! `debt - T`, computed here: half the reply to send and parse); the core's
 //! [`Gcra::verdict`] and [`combine`] turn them into headers or a denial,
 //! exactly as for the in-process limiter.
 //!
@@ -62,7 +63,7 @@ pub const MAX_SPAN_MICROS: u64 = 1 << 51;
 /// Judges a batch of asks in order. KEYS: every ask's distinct keys, ask
 /// after ask. ARGV[1]: now in µs, or "" for Redis TIME; then per ask: its
 /// mode ("charge" or "peek") and its key count n, then per key T and tau in
-/// µs. Returns per key of every ask {debt, ahead} in µs.
+/// µs. Returns per key of every ask its debt in µs.
 const SCRIPT: &str = r#"
 local now = tonumber(ARGV[1])
 if not now then
@@ -83,13 +84,12 @@ while a <= #ARGV do
     local base = math.max(tat[KEYS[k + j]] or now, now)
     local debt = base + tonumber(ARGV[a]) - now
     admit = admit and debt <= tonumber(ARGV[a + 1])
-    out[first + 2 * j - 1] = debt
-    out[first + 2 * j] = base - now
+    out[first + j] = debt
     a = a + 2
   end
   if admit and charge then
     for j = 1, n do
-      local key, debt = KEYS[k + j], out[first + 2 * j - 1]
+      local key, debt = KEYS[k + j], out[first + j]
       tat[key] = now + debt
       redis.call('SET', key, now + debt, 'PX', math.ceil(debt / 1000))
     end
@@ -205,9 +205,9 @@ impl RedisLimiter {
             }
         }
         let steps: Vec<u64> = call.invoke_async(conn).await?;
-        let expected: usize = asks.iter().map(|a| 2 * a.keys.len()).sum();
+        let expected: usize = asks.iter().map(|a| a.keys.len()).sum();
         if steps.len() != expected {
-            let detail = format!("{} values for {} keys", steps.len(), expected / 2);
+            let detail = format!("{} values for {} keys", steps.len(), expected);
             return Err(RedisError::from((
                 ErrorKind::TypeError,
                 "unexpected limiter script reply",
@@ -216,7 +216,7 @@ impl RedisLimiter {
         }
         let mut rest = steps.as_slice();
         let outcomes = asks.iter().map(|ask| {
-            let (mine, after) = rest.split_at(2 * ask.keys.len());
+            let (mine, after) = rest.split_at(ask.keys.len());
             rest = after;
             combine(verdicts(&ask.params, mine))
         });
@@ -253,13 +253,14 @@ fn micro_gcra(limit: &Limit) -> Gcra {
     Gcra::new(limit.count, interval * NANOS_PER_MICRO, burst)
 }
 
-/// Each key's `{debt, ahead}` in µs, judged by the core.
-fn verdicts<'a>(params: &'a [Gcra], steps: &'a [u64]) -> impl Iterator<Item = Verdict> + 'a {
-    let nanos = |micros: u64| micros.saturating_mul(NANOS_PER_MICRO);
-    params
-        .iter()
-        .zip(steps.chunks_exact(2))
-        .map(move |(gcra, step)| gcra.verdict(nanos(step[0]), nanos(step[1])))
+/// Each key's debt in µs, judged by the core.
+fn verdicts<'a>(params: &'a [Gcra], debts: &'a [u64]) -> impl Iterator<Item = Verdict> + 'a {
+    params.iter().zip(debts).map(|(gcra, &debt)| {
+        let debt = debt.saturating_mul(NANOS_PER_MICRO);
+        // debt = max(tat, now) + T - now, so ahead = max(tat, now) - now is
+        // debt - T (T whole microseconds, as the script was given it).
+        gcra.verdict(debt, debt.saturating_sub(gcra.interval_nanos()))
+    })
 }
 
 #[cfg(test)]
@@ -336,8 +337,8 @@ mod tests {
                 limit: second,
             },
         ];
-        // From full: debt = T = 30 s, ahead = 0.
-        let mut conn = recorder(&[30_000_000, 0]);
+        // From full: debt = T = 30 s (ahead = 0).
+        let mut conn = recorder(&[30_000_000]);
         let verdict = RedisLimiter::new()
             .check_and_charge(&mut conn, "p:", &charges, Mode::Peek, Some(7))
             .await;
@@ -396,12 +397,16 @@ mod tests {
         }];
         let limiter = RedisLimiter::new();
         let short = limiter
-            .check_and_charge(&mut recorder(&[1]), "p:", &charges, Mode::Charge, None)
+            .check_and_charge(&mut recorder(&[]), "p:", &charges, Mode::Charge, None)
             .await;
         assert!(short.is_err(), "{short:?}");
+        let long = limiter
+            .check_and_charge(&mut recorder(&[1, 2]), "p:", &charges, Mode::Charge, None)
+            .await;
+        assert!(long.is_err(), "{long:?}");
         let whole = limiter
             .check_and_charge(
-                &mut recorder(&[1_000_000, 0]),
+                &mut recorder(&[1_000_000]),
                 "p:",
                 &charges,
                 Mode::Charge,
@@ -441,7 +446,7 @@ mod tests {
         ];
         let asks: Vec<Ask> = asks.into_iter().flatten().collect();
         // a admitted from full; then b from full but a 1 s ahead: refused.
-        let mut conn = recorder(&[1_000_000, 0, 1_000_000, 0, 2_000_000, 1_000_000]);
+        let mut conn = recorder(&[1_000_000, 1_000_000, 2_000_000]);
         let outcomes = RedisLimiter::new()
             .run(&mut conn, &asks, None)
             .await
