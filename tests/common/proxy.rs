@@ -7,6 +7,9 @@
 //! - `black_hole`: the server hangs. Connections, open and new, stay open
 //!   and whatever the client sends is read and thrown away, but nothing ever
 //!   comes back — only a timeout gets the client out.
+//!
+//! Both return once no connection forwards to the server any more (a cut
+//! one is closed by then), so what the test sends next meets the outage.
 //! - `restore`: new connections are forwarded again. Connections opened or
 //!   stalled during an outage are closed (what they sent is lost, so they
 //!   could not be resumed).
@@ -15,7 +18,9 @@
 //! alike; it stops when dropped.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -31,8 +36,13 @@ enum State {
 pub struct Proxy {
     pub addr: SocketAddr,
     state: watch::Sender<State>,
+    /// Connections that may still forward to the server.
+    forwarding: Arc<AtomicUsize>,
     runtime: Option<tokio::runtime::Runtime>,
 }
+
+/// How long `cut` and `black_hole` wait for open connections to stop.
+const STOP_FORWARDING: Duration = Duration::from_secs(5);
 
 impl Proxy {
     /// Listens on 127.0.0.1:<free port> and forwards to `upstream`.
@@ -47,20 +57,38 @@ impl Proxy {
         listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("proxy address");
         let (state, rx) = watch::channel(State::Up);
-        runtime.spawn(accept(listener, upstream, rx));
+        let forwarding = Arc::new(AtomicUsize::new(0));
+        runtime.spawn(accept(listener, upstream, rx, Arc::clone(&forwarding)));
         Proxy {
             addr,
             state,
+            forwarding,
             runtime: Some(runtime),
         }
     }
 
     pub fn cut(&self) {
         self.state.send_replace(State::Cut);
+        self.wait_until_nothing_forwards();
     }
 
     pub fn black_hole(&self) {
         self.state.send_replace(State::BlackHole);
+        self.wait_until_nothing_forwards();
+    }
+
+    /// The connections open when the state changed stop on the proxy's own
+    /// runtime; waits for them (a blocking wait, as the proxy never runs on
+    /// the caller's runtime).
+    fn wait_until_nothing_forwards(&self) {
+        let end = Instant::now() + STOP_FORWARDING;
+        while self.forwarding.load(Ordering::SeqCst) > 0 {
+            assert!(
+                Instant::now() < end,
+                "the proxy still forwards after {STOP_FORWARDING:?}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub fn restore(&self) {
@@ -77,15 +105,42 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept(listener: std::net::TcpListener, upstream: SocketAddr, rx: watch::Receiver<State>) {
+async fn accept(
+    listener: std::net::TcpListener,
+    upstream: SocketAddr,
+    rx: watch::Receiver<State>,
+    forwarding: Arc<AtomicUsize>,
+) {
     let listener = TcpListener::from_std(listener).expect("a tokio listener");
     while let Ok((client, _)) = listener.accept().await {
         let _ = client.set_nodelay(true);
-        tokio::spawn(serve(client, upstream, rx.clone()));
+        let counted = Forwarding::count(&forwarding);
+        tokio::spawn(serve(client, upstream, rx.clone(), counted));
     }
 }
 
-async fn serve(mut client: TcpStream, upstream: SocketAddr, mut state: watch::Receiver<State>) {
+/// One connection in `Proxy::forwarding`, until dropped.
+struct Forwarding(Arc<AtomicUsize>);
+
+impl Forwarding {
+    fn count(forwarding: &Arc<AtomicUsize>) -> Forwarding {
+        forwarding.fetch_add(1, Ordering::SeqCst);
+        Forwarding(Arc::clone(forwarding))
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    mut state: watch::Receiver<State>,
+    forwarding: Forwarding,
+) {
     let now = *state.borrow_and_update();
     match now {
         State::Cut => return, // dropped: closed at once
@@ -104,7 +159,12 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut state: watch::Re
     drop(server);
     let now = *state.borrow();
     if now == State::BlackHole {
+        drop(forwarding);
         swallow(client, state).await;
+    } else {
+        // Closed before it stops counting: `cut` returns after this.
+        drop(client);
+        drop(forwarding);
     }
 }
 
