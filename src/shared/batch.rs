@@ -15,14 +15,20 @@
 //! The script judges the asks of a batch in arrival order, each
 //! all-or-nothing, so a batch decides exactly what the same calls one after
 //! another would. Every caller still waits at most the Redis timeout from
-//! the moment it asked, and a failed flush fails each of its callers as a
-//! failed call would (`Redis::failed`: counted, marked down, fallback).
+//! the moment it asked: a flush's deadline is its oldest ask's time plus the
+//! timeout, so one timer bounds the whole batch. (With a timer per caller,
+//! tokio wrote its eventfd for about every other decision — it does so
+//! whenever a timer is set earlier than the loop's next wake — a syscall
+//! and a spurious wake-up each.) A failed flush fails each of its callers
+//! as a failed call would (`Redis::failed`: counted, marked down,
+//! fallback).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::limiter::{Ask, Mode, Outcome, RedisLimiter};
 use super::{Redis, Unavailable};
@@ -41,10 +47,17 @@ thread_local! {
 /// What a flush tells each caller: its outcome, or why Redis gave none.
 type Reply = Result<Outcome, String>;
 
+/// An ask in the queue: when it was asked and where its outcome goes.
+struct Waiting {
+    ask: Ask,
+    asked: Instant,
+    reply: oneshot::Sender<Reply>,
+}
+
 #[derive(Default)]
 struct Queue {
-    /// Each ask with where its outcome goes, in arrival order.
-    waiting: Vec<(Ask, oneshot::Sender<Reply>)>,
+    /// In arrival order.
+    waiting: Vec<Waiting>,
     /// A flush task is spawned and will take what is queued.
     scheduled: bool,
 }
@@ -85,20 +98,22 @@ impl Batcher {
             return Err(self.redis.fell_back(what));
         }
         let (reply, answer) = oneshot::channel();
+        let asked = Instant::now();
         let queue = self.queue();
         let start = {
             let mut q = lock(&queue);
-            q.waiting.push((ask, reply));
+            q.waiting.push(Waiting { ask, asked, reply });
             !std::mem::replace(&mut q.scheduled, true)
         };
         if start {
             Flush::spawn(queue, Arc::clone(&self.redis), Arc::clone(&self.limiter));
         }
-        match tokio::time::timeout(self.redis.timeout, answer).await {
-            Ok(Ok(Ok(outcome))) => Ok(outcome),
-            Ok(Ok(Err(error))) => Err(self.redis.failed(what, &error)),
-            Ok(Err(_)) => Err(self.redis.failed(what, "flush abandoned")),
-            Err(_) => Err(self.redis.failed(what, "timed out")),
+        // No timer here: the flush that takes this ask is bounded by a
+        // deadline no later than `asked` + the timeout.
+        match answer.await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(error)) => Err(self.redis.failed(what, &error)),
+            Err(_) => Err(self.redis.failed(what, "flush abandoned")),
         }
     }
 
@@ -133,10 +148,12 @@ impl Flush {
     }
 
     async fn run(mut self) {
-        let (asks, replies) = {
+        let (asks, replies, oldest) = {
             let mut q = lock(&self.queue);
             let n = q.waiting.len().min(MAX_BATCH);
-            let (asks, replies): (Vec<Ask>, Vec<_>) = q.waiting.drain(..n).unzip();
+            let oldest = q.waiting.first().map(|w| w.asked);
+            let (asks, replies): (Vec<Ask>, Vec<_>) =
+                q.waiting.drain(..n).map(|w| (w.ask, w.reply)).unzip();
             if q.waiting.is_empty() {
                 q.scheduled = false;
             } else {
@@ -147,10 +164,11 @@ impl Flush {
                     Arc::clone(&self.limiter),
                 );
             }
-            (asks, replies)
+            (asks, replies, oldest)
         };
         self.taken = true;
-        match self.send(&asks).await {
+        let Some(oldest) = oldest else { return };
+        match self.send(&asks, oldest + self.redis.timeout).await {
             Ok(outcomes) => {
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
@@ -164,11 +182,13 @@ impl Flush {
         }
     }
 
-    /// One script call for `asks`, within the timeout.
-    async fn send(&self, asks: &[Ask]) -> Result<Vec<Outcome>, String> {
+    /// One script call for `asks`, by `deadline`.
+    async fn send(&self, asks: &[Ask], deadline: Instant) -> Result<Vec<Outcome>, String> {
         let limiter = &self.limiter;
         self.redis
-            .attempt(|mut conn| async move { limiter.run(&mut conn, asks, None).await })
+            .attempt_until(deadline, |mut conn| async move {
+                limiter.run(&mut conn, asks, None).await
+            })
             .await
     }
 }

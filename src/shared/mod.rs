@@ -32,6 +32,7 @@ use deadpool_redis::redis::{self, RedisResult};
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::{RedisFailure, RedisSettings};
 use crate::metrics;
@@ -161,11 +162,20 @@ impl Redis {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        self.attempt_until(Instant::now() + self.timeout, op).await
+    }
+
+    /// `attempt`, bounded by `deadline` instead of the timeout from now.
+    async fn attempt_until<T, F, Fut>(&self, deadline: Instant, op: F) -> Result<T, String>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let attempt = async {
             let conn = self.connection().await.map_err(|e| e.to_string())?;
             op(conn).await.map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,
             Err(_) => Err("timed out".to_owned()),
         }
