@@ -374,6 +374,54 @@ async fn a_key_expires_when_its_tat_passes() {
     fx.clean_up().await;
 }
 
+/// The script writes a key once per batch: with the TAT and expiry of the
+/// batch's last charge of it, not its first.
+#[tokio::test]
+async fn a_key_charged_by_several_asks_of_a_batch_keeps_the_last_tat() {
+    let fx = Fixture::new();
+    let (k, other) = (key("c:a"), key("c:b"));
+    let five_a_minute = limit("5/1m", 5);
+    let asks: Vec<Ask> = [&k, &other, &k, &k]
+        .into_iter()
+        .filter_map(|key| Ask::new(&fx.prefix, &one(key, five_a_minute), Mode::Charge))
+        .collect();
+    let mut conn = fx.conn().await;
+    let outcomes = fx
+        .limiter
+        .run(&mut conn, &asks, Some(EPOCH_US))
+        .await
+        .expect("the script runs");
+    drop(conn);
+    let remaining: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| o.map(|info| info.map(|i| i.remaining)))
+        .collect();
+    assert_eq!(
+        remaining,
+        [Ok(Some(4)), Ok(Some(4)), Ok(Some(3)), Ok(Some(2))]
+    );
+    // Three charges from full: the TAT is 3 × 12 s ahead, and so is the expiry.
+    let tat = (EPOCH_US + 36 * SEC_US).to_string();
+    assert_eq!(
+        fx.stored(&k)
+            .await
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>(),
+        [tat]
+    );
+    let pttl = fx.pttl(&k).await;
+    assert!((35_000..=36_000).contains(&pttl), "PTTL {pttl}");
+    // The next batch goes on from there.
+    assert_eq!(
+        fx.charge(&one(&k, five_a_minute), EPOCH_US)
+            .await
+            .map(|i| i.map(|i| i.remaining)),
+        Ok(Some(1))
+    );
+    fx.clean_up().await;
+}
+
 #[tokio::test]
 async fn peek_judges_like_a_charge_and_never_writes() {
     let fx = Fixture::new();

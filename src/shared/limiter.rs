@@ -18,14 +18,17 @@
 //! after another. Per key it stores the TAT in epoch microseconds as a plain
 //! string; the key's name ends in the limit it was computed for (see
 //! [`redis_key`]), so a changed limit finds no state and starts from full.
-//! Each written key expires (`SET … PX`, rounded up to the millisecond) when
-//! its TAT passes, when it would count as full anyway.
+//! The script keeps the batch's TATs in a Lua table as it goes and writes
+//! each charged key once, at the end, with its last TAT: a client's key
+//! charged by four decisions of one batch costs one write, not four. Each
+//! written key expires (`SET … PX`, rounded up to the millisecond) when
+//! that TAT passes, when it would count as full anyway.
 //!
 //! What a script call costs Redis is mostly the call itself, not the GCRA
 //! step: starting the script (~3 µs), `TIME` (~1.5 µs), the first write
 //! (~2–3 µs) and every `redis.call` (~1 µs each). So the script reads every
 //! key of the batch with one `MGET`, writes each charged key with one `SET`
-//! (no hash, no separate `PEXPIRE`), and hands TATs to Redis as Lua numbers,
+//! per batch (no hash, no separate `PEXPIRE`), and hands TATs to Redis as Lua numbers,
 //! which Redis prints exactly for integers below 2^53 (no `string.format`).
 //!
 //! `now` is Redis `TIME`, so replicas share one clock; tests pass their own.
@@ -75,7 +78,7 @@ local tat = {}
 for i = 1, #KEYS do
   tat[KEYS[i]] = tonumber(stored[i])
 end
-local out, a, k = {}, 2, 0
+local out, a, k, written, order = {}, 2, 0, {}, {}
 while a <= #ARGV do
   local charge, n = ARGV[a] == 'charge', tonumber(ARGV[a + 1])
   a = a + 2
@@ -89,12 +92,19 @@ while a <= #ARGV do
   end
   if admit and charge then
     for j = 1, n do
-      local key, debt = KEYS[k + j], out[first + j]
-      tat[key] = now + debt
-      redis.call('SET', key, now + debt, 'PX', math.ceil(debt / 1000))
+      local key = KEYS[k + j]
+      tat[key] = now + out[first + j]
+      if not written[key] then
+        written[key] = true
+        order[#order + 1] = key
+      end
     end
   end
   k = k + n
+end
+for i = 1, #order do
+  local key = order[i]
+  redis.call('SET', key, tat[key], 'PX', math.ceil((tat[key] - now) / 1000))
 end
 return out
 "#;
