@@ -657,7 +657,7 @@ fi
     echo "## Every round (variant phase round req/s p50_us p99_us non2xx errors, CPU %: wrk front upstream redis pg machine rest)"
     echo
     sed 's/^/    /' "$RESULTS"
-    [ -f "$RUN_DIR/perf.txt" ] && cat "$RUN_DIR/perf.txt"
+    if [ -f "$RUN_DIR/perf.txt" ]; then cat "$RUN_DIR/perf.txt"; fi
 } | tee "$RUN_DIR/report.md"
 
 bad=$(awk '$7 > 0 || $8 > 0' "$RESULTS" | wc -l)
