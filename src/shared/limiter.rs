@@ -28,8 +28,9 @@
 //! step: starting the script (~3 µs), `TIME` (~1.5 µs), the first write
 //! (~2–3 µs) and every `redis.call` (~1 µs each). So the script reads every
 //! key of the batch with one `MGET`, writes each charged key with one `SET`
-//! per batch (no hash, no separate `PEXPIRE`), and hands TATs to Redis as Lua numbers,
-//! which Redis prints exactly for integers below 2^53 (no `string.format`).
+//! per batch (no hash, no separate `PEXPIRE`), and hands TATs to Redis as
+//! Lua numbers, which Redis prints exactly for integers below 2^53 (no
+//! `string.format`).
 //!
 //! `now` is Redis `TIME`, so replicas share one clock; tests pass their own.
 //! A clock step on the Redis host shifts every TAT at once: backwards it

@@ -7,12 +7,13 @@
 //! - `black_hole`: the server hangs. Connections, open and new, stay open
 //!   and whatever the client sends is read and thrown away, but nothing ever
 //!   comes back — only a timeout gets the client out.
-//!
-//! Both return once no connection forwards to the server any more (a cut
-//! one is closed by then), so what the test sends next meets the outage.
 //! - `restore`: new connections are forwarded again. Connections opened or
 //!   stalled during an outage are closed (what they sent is lost, so they
 //!   could not be resumed).
+//!
+//! `cut` and `black_hole` return once no connection forwards to the server
+//! any more (a cut one is closed by then), so what the test sends next meets
+//! the outage.
 //!
 //! The proxy runs on a runtime of its own, so sync and async tests use it
 //! alike; it stops when dropped.
