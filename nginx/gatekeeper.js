@@ -112,6 +112,11 @@ async function authorize(r) {
         r.internalRedirect(backend);
         return;
     }
+    if (reply.status === 413) {
+        // The subrequest refused the body's size (a location limit below the
+        // site's): the same reason the client would get from the site itself.
+        return deny(r, 413, 'request_too_large');
+    }
     if (reply.status === 401 || reply.status === 403) {
         copyHeaders(r, reply, DENY_HEADERS);
         r.internalRedirect('@gk_deny');
@@ -122,4 +127,28 @@ async function authorize(r) {
     return deny(r, 503, 'store_unavailable');
 }
 
-export default { authorize: authorize };
+// The identity headers the sites replace with gatekeeper's values (or drop).
+var IDENTITY_HEADERS = {
+    'x-auth-client-id': true,
+    'x-auth-client-name': true,
+    'x-auth-key-id': true,
+    'x-auth-route-id': true
+};
+
+// js_set $gk_forbidden_header: the first client header named X-Auth-* that
+// the sites do not replace (lower-cased), or '' when there is none. nginx
+// cannot remove headers by a name pattern, so such a request is refused
+// (gatekeeper.conf) rather than passed with a header an upstream might
+// take for gatekeeper's.
+function forbiddenHeader(r) {
+    var headers = r.rawHeadersIn;
+    for (var i = 0; i < headers.length; i++) {
+        var name = String(headers[i][0]).toLowerCase();
+        if (name.indexOf('x-auth-') === 0 && !IDENTITY_HEADERS[name]) {
+            return name;
+        }
+    }
+    return '';
+}
+
+export default { authorize: authorize, forbiddenHeader: forbiddenHeader };
