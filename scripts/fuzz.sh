@@ -2,7 +2,7 @@
 # Fuzzes every parser for a bounded time: bash scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60; 0 only builds and minimises); TARGET names (default all, in order):
-# path host credential hmac_header api_key file. Installs cargo-fuzz when
+# path host credential hmac_header api_key file model_body. Installs cargo-fuzz when
 # missing, builds the targets once (stable Rust: libFuzzer without a
 # sanitizer, debug assertions and overflow checks on — fuzz/README.md says
 # why), runs them one after another (one fuzzer process at a time), then
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET=${1:-60}
 shift || true
-ALL_TARGETS=(path host credential hmac_header api_key file)
+ALL_TARGETS=(path host credential hmac_header api_key file model_body)
 TARGETS=("$@")
 [ "${#TARGETS[@]}" -gt 0 ] || TARGETS=("${ALL_TARGETS[@]}")
 # The cargo-fuzz release these scripts were written against.

@@ -38,7 +38,7 @@ fn every_corpus_file_satisfies_its_targets_properties() {
 
 #[test]
 fn the_seed_inputs_of_every_target_pass() {
-    let seeds: [(&str, &[u8]); 6] = [
+    let seeds: [(&str, &[u8]); 7] = [
         ("path", b"/public/a/../b?api_key=fuzz-legacy-key-team-a"),
         ("host", b"API.Example.com.:8443"),
         ("credential", b"Bearer k1\nx-key\napi_key=q"),
@@ -55,6 +55,10 @@ fn the_seed_inputs_of_every_target_pass() {
             "file",
             b"[[route]]\nid = \"r\"\ndomain = \"*\"\npath = \"/*\"\nservice = \"s\"\n\
               [route.methods]\nGET = [\"public\"]\n",
+        ),
+        (
+            "model_body",
+            br#"{"model":"llama3:8b","Model":"mistral","\u017fource":"x","name":1}"#,
         ),
     ];
     for (target, data) in seeds {

@@ -201,7 +201,7 @@ fn from_query(query: &str) -> Presented<'_> {
     if raw.is_empty() {
         return Presented::None;
     }
-    match form_decode(raw) {
+    match super::form::decode(raw) {
         Some(key) => Presented::ApiKey(key),
         None => Presented::Invalid(Some(CredentialType::ApiKey)),
     }
@@ -210,29 +210,6 @@ fn from_query(query: &str) -> Presented<'_> {
 fn api_key_value(pair: &str) -> Option<&str> {
     let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
     (name == "api_key").then_some(value)
-}
-
-/// Percent- and `+`-decodes; `None` on a bad escape or non-UTF-8 result.
-fn form_decode(raw: &str) -> Option<Cow<'_, str>> {
-    if !raw.contains(['%', '+']) {
-        return Some(Cow::Borrowed(raw));
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.bytes();
-    while let Some(b) = bytes.next() {
-        out.push(match b {
-            b'%' => hex_pair(bytes.next()?, bytes.next()?)?,
-            b'+' => b' ',
-            other => other,
-        });
-    }
-    String::from_utf8(out).ok().map(Cow::Owned)
-}
-
-fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
-    let digit = |b: u8| char::from(b).to_digit(16);
-    let value = digit(hi)? * 16 + digit(lo)?;
-    u8::try_from(value).ok()
 }
 
 /// Parses `client_id="…",timestamp="…",nonce="…",signature="…"`: the four

@@ -9,15 +9,16 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::body::{models_in_body, ModelError};
+use super::body::{models_in_body, models_in_target};
 use super::credential::Presented;
 use super::decision::{Deny, Reason};
+use super::glob::Glob;
 use super::limiter::{Charge, LimitKey};
 use super::model::{
     Client, ClientStatus, CredentialSet, Digest, Document, Grant, KeyRecord, KeyStatus, Method,
     MethodRule, Route,
 };
-use super::request::Body;
+use super::request::{AuthRequest, Body};
 use super::routes::{DuplicateRoute, RouteTable};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -238,18 +239,16 @@ pub fn check_presented(accepts: CredentialSet, presented: &Presented<'_>) -> Res
 pub fn permit<'p>(
     who: Verified<'p>,
     route: &Route,
-    method: &Method,
-    path: &str,
-    body: &Body<'_>,
+    req: &AuthRequest<'_>,
     now_unix: i64,
 ) -> Result<Vec<Charge<'p>>, Reason> {
     check_key(who.key.as_deref(), now_unix)?;
     check_client(&who.client.client)?;
     let grant = who.client.grant(&route.id).ok_or(Reason::NoPermission)?;
-    if !grant.grant.methods.allows(method) {
+    if !grant.grant.methods.allows(&req.method) {
         return Err(Reason::MethodNotAllowed);
     }
-    check_models(&grant.grant, method, path, body)?;
+    check_models(&grant.grant, req)?;
     Ok(charges(who.client, grant))
 }
 
@@ -272,25 +271,33 @@ fn check_client(client: &Client) -> Result<(), Reason> {
     }
 }
 
-/// Under a grant with `models`, a method that carries a body must forward it
-/// and name only allowed models (DESIGN §5, §11).
-fn check_models(grant: &Grant, method: &Method, path: &str, body: &Body<'_>) -> Result<(), Reason> {
+/// Under a grant with `models`, every model the request names must be on
+/// the list (DESIGN §5, §11): those of the request target (`?model=`,
+/// `/v1/models/<name>`), on any method, and those of the body, which must be
+/// forwarded whenever there is one — on any method — and always for the
+/// methods that carry one.
+fn check_models(grant: &Grant, req: &AuthRequest<'_>) -> Result<(), Reason> {
     let Some(globs) = &grant.models else {
         return Ok(());
     };
-    if !method.carries_body() {
-        return Ok(());
-    }
-    let bytes = match body {
-        Body::Forwarded(bytes) => bytes,
-        Body::NotForwarded { announced: true } => return Err(Reason::BodyRequired),
-        Body::NotForwarded { announced: false } => return Err(Reason::ModelNotAllowed),
-    };
-    let models = models_in_body(path, bytes).map_err(|e| match e {
-        ModelError::NotJson | ModelError::NoModel => Reason::ModelNotAllowed,
-    })?;
     let allowed = |m: &String| globs.iter().any(|g| g.matches(m));
-    match models.iter().all(allowed) {
+    let refused = |_| Reason::ModelNotAllowed;
+    let path = &req.uri.path;
+    let in_target = models_in_target(path, req.uri.query.as_deref()).map_err(refused)?;
+    if !in_target.iter().all(allowed) {
+        return Err(Reason::ModelNotAllowed);
+    }
+    let bytes = match req.body {
+        Body::Forwarded(bytes) if !bytes.is_empty() || req.method.carries_body() => bytes,
+        Body::NotForwarded { announced: true } => return Err(Reason::BodyRequired),
+        Body::NotForwarded { announced: false } if req.method.carries_body() => {
+            return Err(Reason::ModelNotAllowed)
+        }
+        _ => return Ok(()),
+    };
+    let named = models_in_body(path, bytes).map_err(refused)?;
+    let everything = globs.iter().any(Glob::matches_everything);
+    match named.models.iter().all(allowed) && (!named.weights || everything) {
         true => Ok(()),
         false => Err(Reason::ModelNotAllowed),
     }

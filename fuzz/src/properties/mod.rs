@@ -15,6 +15,7 @@ pub mod file;
 pub mod fixed_policy;
 pub mod hmac_header;
 pub mod host;
+pub mod model_body;
 pub mod path;
 
 /// A target's check: panics when a property fails.
@@ -29,6 +30,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("hmac_header", hmac_header::check),
     ("api_key", api_key::check),
     ("file", file::check),
+    ("model_body", model_body::check),
 ];
 
 /// A small deterministic generator, seeded from the input, for the variants
