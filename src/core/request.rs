@@ -110,6 +110,10 @@ fn body_state<'a>(raw: &RawRequest<'a>) -> Result<Body<'a>, Reason> {
 }
 
 /// `X-Original-Content-Length` is `$http_content_length`, or `chunked`.
+/// nginx accepts any run of digits whose value fits (leading zeros
+/// included: `0000000000000000000000017` is 17), so the value is judged by
+/// its digits, never by its length: a body is announced when one of them is
+/// not `0`.
 fn announced_body(value: Option<&[u8]>) -> Result<bool, Reason> {
     let Some(value) = value.map(<[u8]>::trim_ascii).filter(|v| !v.is_empty()) else {
         return Ok(false);
@@ -117,13 +121,10 @@ fn announced_body(value: Option<&[u8]>) -> Result<bool, Reason> {
     if value.eq_ignore_ascii_case(b"chunked") {
         return Ok(true);
     }
-    let digits = value.len() <= 19 && value.iter().all(u8::is_ascii_digit);
-    let length = std::str::from_utf8(value)
-        .ok()
-        .filter(|_| digits)
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or(Reason::BadRequest)?;
-    Ok(length > 0)
+    if !value.iter().all(u8::is_ascii_digit) {
+        return Err(Reason::BadRequest);
+    }
+    Ok(value.iter().any(|&d| d != b'0'))
 }
 
 #[cfg(test)]
@@ -181,6 +182,34 @@ mod tests {
         r.body_marker = Some(b"present");
         r.body = Some(b"{}");
         assert_eq!(AuthRequest::parse(&r).unwrap().body, Body::Forwarded(b"{}"));
+    }
+
+    #[test]
+    fn any_content_length_nginx_accepts_is_read_by_its_digits() {
+        let announced = |value: &'static [u8]| {
+            let mut r = raw("POST", "/v1/chat");
+            r.content_length = Some(value);
+            AuthRequest::parse(&r).map(|req| req.body)
+        };
+        let yes = Ok(Body::NotForwarded { announced: true });
+        let no = Ok(Body::NotForwarded { announced: false });
+        assert_eq!(announced(b"0000000000000000000000017"), yes);
+        assert_eq!(announced(b"00000000000000000000000000000000000"), no);
+        assert_eq!(announced(b"9223372036854775807"), yes);
+        assert_eq!(
+            announced(b"000000000000000000000000009223372036854775807"),
+            yes
+        );
+        assert_eq!(announced(b" 17 "), yes);
+        for bad in [&b"-1"[..], b"+1", b"1e3", b"0x10", b"1 2", b"\xff"] {
+            let mut r = raw("POST", "/v1/chat");
+            r.content_length = Some(bad);
+            assert_eq!(
+                AuthRequest::parse(&r).err(),
+                Some(Reason::BadRequest),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
