@@ -315,9 +315,16 @@ impl Authorizer {
             Decision::Deny(d)
         };
         let now = self.clock.unix_secs();
-        let charges = match permit(who, route, &req.method, &req.uri.path, &req.body, now) {
+        let charges = match permit(who, route, req, now) {
             Ok(charges) => charges,
-            Err(reason) => return with_identity(deny(reason)),
+            Err(reason) => {
+                // A revoked or expired key is a wrong credential like an
+                // unknown one: it counts against its source address.
+                if let (Some(source), true) = (&source, counts_as_failure(reason)) {
+                    self.record_failure(source).await;
+                }
+                return with_identity(deny(reason));
+            }
         };
         match self.charge(&charges).await {
             Ok(rate) => {
@@ -548,7 +555,7 @@ impl Authorizer {
         until: i64,
     ) -> NonceOutcome {
         if let Some(shared) = &self.shared {
-            let ttl = u64::try_from(until.saturating_sub(now)).unwrap_or(0).max(1);
+            let ttl = redis_nonce_ttl(now, until);
             match shared.redis.insert_nonce_once(client, nonce, ttl).await {
                 Ok(true) => return NonceOutcome::Fresh,
                 Ok(false) => return NonceOutcome::Replayed,
@@ -560,6 +567,19 @@ impl Authorizer {
         }
         self.nonces.insert_once(client, nonce, now, until)
     }
+}
+
+/// How long Redis keeps a nonce, in whole seconds from `now`, so that it
+/// outlives the timestamp's validity. The timestamp stays valid through the
+/// whole Unix second `until`, i.e. until the real time `until + 1`; `now` is
+/// truncated (the real time may be up to a second later) and Redis counts
+/// `EX` from when it receives the command: `until + 2 - now` seconds expire
+/// at least a second after the last moment the signature is accepted (that
+/// second also absorbs sub-second clock differences between replicas).
+fn redis_nonce_ttl(now: i64, until: i64) -> u64 {
+    u64::try_from(until.saturating_sub(now).saturating_add(2))
+        .unwrap_or(0)
+        .max(2)
 }
 
 /// Counts verification work done for a presented credential.

@@ -412,3 +412,42 @@ fn a_throttle_bucket_is_the_v4_address_or_the_v6_slash_64() {
     assert_eq!(&*key("2001:db8:1:2:3:4:5:6"), "f:2001:db8:1:2::/64");
     assert_eq!(&*key("2001:db8:1:2::9"), "f:2001:db8:1:2::/64");
 }
+
+#[tokio::test]
+async fn an_expired_key_counts_as_a_failed_credential_of_its_address() {
+    let (clock, a) = setup();
+    let a = a.with_failed_auth_limit(crate::core::model::Limit::parse("2/1m").unwrap());
+    let right = format!("Bearer {KEY}");
+    // k1 expires at 2030-01-01: from then on presenting it is a wrong guess.
+    clock.0.store(1_900_000_000, Ordering::SeqCst);
+    for _ in 0..2 {
+        assert_eq!(
+            from(&a, "10.0.0.9", &right).await.reason(),
+            Reason::KeyExpired
+        );
+    }
+    assert_eq!(
+        from(&a, "10.0.0.9", &right).await.reason(),
+        Reason::RateLimited
+    );
+    assert_eq!(
+        from(&a, "10.0.0.10", &right).await.reason(),
+        Reason::KeyExpired
+    );
+}
+
+#[test]
+fn a_redis_nonce_outlives_the_last_second_its_timestamp_is_accepted() {
+    let window = 300;
+    for ts in [NOW - window, NOW - window + 1, NOW, NOW + window] {
+        let until = ts + window;
+        for now in [ts - window, ts, until - 1, until] {
+            let ttl = i64::try_from(redis_nonce_ttl(now, until)).unwrap();
+            // The real time is somewhere in [now, now + 1); the signature is
+            // accepted until the real time until + 1. Redis keeps the nonce
+            // at least until now + ttl.
+            assert!(now + ttl > until + 1, "ts {ts} now {now}: ttl {ttl}");
+            assert!(now + ttl <= until + 2, "no longer than needed");
+        }
+    }
+}

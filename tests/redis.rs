@@ -393,9 +393,11 @@ fn a_signed_request_accepted_by_one_replica_is_a_replay_on_another() {
     let nonces = redis.keys("nonce:*");
     assert_eq!(nonces.len(), 1, "{nonces:?}");
     let ttl = redis.ttl_of(&nonces[0]);
+    // The timestamp is accepted through the last second of its window; the
+    // nonce outlives that second (a truncated clock, Redis's own count).
     assert!(
-        (1..=301).contains(&ttl),
-        "a nonce lives as long as its window: {ttl}"
+        (300..=302).contains(&ttl),
+        "a nonce lives as long as its window and two seconds: {ttl}"
     );
     assert!(
         !nonces[0].contains("replica-nonce-1"),
