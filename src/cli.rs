@@ -172,18 +172,22 @@ pub fn check(file: &Path, json: bool) -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|doc| {
             let summary = Summary::of(&doc);
+            let warnings = crate::core::lint::warnings(&doc);
             crate::core::policy::Policy::build(doc)
-                .map(|_| summary)
+                .map(|_| (summary, warnings))
                 .map_err(|e| e.to_string())
         });
     match result {
-        Ok(summary) if json => {
-            let out = serde_json::json!({"valid": true, "routes": summary.routes, "clients": summary.clients, "keys": summary.keys, "grants": summary.grants});
+        Ok((summary, warnings)) if json => {
+            let out = serde_json::json!({"valid": true, "routes": summary.routes, "clients": summary.clients, "keys": summary.keys, "grants": summary.grants, "warnings": warnings});
             println!("{out}");
             ExitCode::SUCCESS
         }
-        Ok(summary) => {
+        Ok((summary, warnings)) => {
             println!("{}: valid ({summary})", file.display());
+            for warning in warnings {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => fail(

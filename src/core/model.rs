@@ -239,6 +239,18 @@ pub enum PathPattern {
     Prefix(String),
 }
 
+impl PathPattern {
+    /// Whether a request to the normalised `path` falls under this pattern.
+    pub fn covers(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Exact(exact) => exact == path,
+            PathPattern::Prefix(stem) => path
+                .strip_prefix(stem.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+        }
+    }
+}
+
 /// A DNS host name as gatekeeper compares them: lower-case labels of
 /// `[a-z0-9_-]`, 1 to 63 bytes each, at most 253 bytes in all, no empty label.
 pub fn is_dns_name(s: &str) -> bool {
