@@ -25,7 +25,7 @@ async fn the_example_file_applies_once_then_changes_nothing_and_a_replica_serves
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(String::from_utf8_lossy(&first.stdout).contains("+ route ollama-api"));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("+ route ollama-chat"));
     let second = common::run(&["apply", example], &env, None);
     assert!(second.status.success());
     assert_eq!(
