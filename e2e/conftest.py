@@ -5,16 +5,27 @@ everything listens through the environment (the contract):
 
     E2E_OPENAI_BASE      nginx, OpenAI-compatible site, e.g. http://127.0.0.1:18080/v1
     E2E_OLLAMA_BASE      nginx, Ollama site, e.g. http://127.0.0.1:18081
-    E2E_MOCK             the mock backend directly (/_mock/requests)
+    E2E_SHARED_BASE      the second nginx: both sites on one listener (the OpenAI
+                         site is the default server), e.g. http://127.0.0.1:18082
+    E2E_MOCK             the mock backend directly (/_mock/requests), the OpenAI
+                         site's upstream
+    E2E_MOCK_OLLAMA      the same mock process's port for the Ollama site's
+                         upstream (records tagged "backend": "ollama")
+    E2E_REDIS            1: gatekeeper uses Redis; 0: in-process limits and nonces
     E2E_GK_ADMIN         gatekeeper's admin listener (/metrics, /readyz)
     E2E_GK_AUTHZ         gatekeeper's /authz listener, host:port
-    E2E_NGINX_ERROR_LOG  nginx's error log
+    E2E_NGINX_ERROR_LOG  nginx's error log (E2E_SHARED_NGINX_ERROR_LOG: the second's)
     E2E_GK_LOG           gatekeeper's log
     E2E_OPERATOR_KEY     the key nginx sends upstream on the OpenAI site
     E2E_REDIS_PREFIX     gatekeeper's Redis key prefix for this run
 
 Without E2E_OPENAI_BASE (run outside the harness) every test that needs the
 stack is skipped; tests marked `offline` still run.
+
+Each site serves only its own name (DESIGN §14): every request sends
+`Host: openai.example.com` or `Host: ollama.example.com` (OPENAI_HOST,
+OLLAMA_HOST); the clients and raw_request below do so by the port they talk
+to. A host the site does not serve is nginx's 421 `misdirected_request`.
 
 Each test tags its requests with a unique `X-E2E-Marker` header and reads
 back only the mock's records carrying it, so tests never see each other's
@@ -45,6 +56,8 @@ KEYS = {
     "suspended": "e2e-suspended-key-0c4d8e2a61",
     "revoked": "e2e-revoked-key-6e2b9d0f37",
     "keepalive": "e2e-keepalive-key-2f7a4c9e81",
+    "bound_ollama": "e2e-bound-ollama-key-4c1e8a7d90",
+    "bound_openai": "e2e-bound-openai-key-8e3b6f1a27",
 }
 # Keys the policy does not know (wrong-key tests). Kept few: every presented
 # wrong credential counts towards gatekeeper's failed-credential throttle
@@ -62,10 +75,37 @@ IDENTITY = {
     "rate_limited": ("rl-app", "Rate Limited", "rl-k1"),
     "ops": ("ops", "Operations", "ops-k1"),
     "keepalive": ("keepalive-app", "Keepalive App", "ka-k1"),
+    "bound_ollama": ("bound-ollama", "Bound Ollama", "bo-k1"),
+    "bound_openai": ("bound-openai", "Bound OpenAI", "bn-k1"),
 }
 
 IDENTITY_HEADERS = ("x-auth-client-id", "x-auth-client-name", "x-auth-key-id", "x-auth-route-id")
 MARKER_HEADER = "X-E2E-Marker"
+
+# The names the bundled sites serve (nginx/sites/*.conf: server_name and the
+# site's $gk_<site>_domain map).
+OPENAI_HOST = "openai.example.com"
+OLLAMA_HOST = "ollama.example.com"
+
+
+def _port(url: str) -> int | None:
+    return urlsplit(url).port if url else None
+
+
+def site_host_for_port(port: int | None) -> str:
+    """The Host a request to this nginx port should name: the Ollama site's
+    listener gets OLLAMA_HOST, anything else (the OpenAI site's listener,
+    the shared one, whose default server is the OpenAI site) OPENAI_HOST."""
+    if port is not None and port == _port(os.environ.get("E2E_OLLAMA_BASE", "")):
+        return OLLAMA_HOST
+    return OPENAI_HOST
+
+
+def site_host_for_url(url) -> str:
+    """`host:port` as the Host header for a request to `url` on nginx."""
+    parts = urlsplit(str(url))
+    port = parts.port or 80
+    return f"{site_host_for_port(port)}:{port}"
 
 
 def pytest_configure(config):
@@ -95,6 +135,10 @@ class Env:
     gk_log: str
     operator_key: str
     redis_prefix: str
+    shared_base: str = ""
+    mock_ollama: str = ""
+    redis: bool = True
+    shared_nginx_error_log: str = ""
 
     @property
     def openai_origin(self) -> str:
@@ -129,7 +173,51 @@ def env() -> Env:
         gk_log=get("E2E_GK_LOG", ""),
         operator_key=get("E2E_OPERATOR_KEY", "sk-operator-e2e"),
         redis_prefix=get("E2E_REDIS_PREFIX", ""),
+        shared_base=get("E2E_SHARED_BASE", "").rstrip("/"),
+        mock_ollama=get("E2E_MOCK_OLLAMA", "").rstrip("/"),
+        redis=get("E2E_REDIS", "1") != "0",
+        shared_nginx_error_log=get("E2E_SHARED_NGINX_ERROR_LOG", ""),
     )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One nginx layout: where a client reaches each site. `separate`: each
+    site on its own listener; `shared`: both sites on one listener, the
+    OpenAI site the default server (catching names nobody serves)."""
+
+    name: str
+    openai: tuple[str, int]
+    ollama: tuple[str, int]
+
+    def addr(self, site: str) -> tuple[str, int]:
+        return self.openai if site == "openai" else self.ollama
+
+
+LAYOUT_NAMES = ("separate", "shared")
+
+
+def make_layouts(env: Env) -> list[Layout]:
+    shared = hostport(env.shared_base) if env.shared_base else None
+    out = [Layout("separate", env.openai_hostport, env.ollama_hostport)]
+    if shared:
+        out.append(Layout("shared", shared, shared))
+    return out
+
+
+@pytest.fixture(scope="session")
+def layouts(env) -> list[Layout]:
+    """Both nginx layouts (the shared one only when the harness started it)."""
+    return make_layouts(env)
+
+
+@pytest.fixture(scope="session", params=LAYOUT_NAMES)
+def layout(request, env) -> Layout:
+    """Each nginx layout in turn (parametrizes the test)."""
+    found = [l for l in make_layouts(env) if l.name == request.param]
+    if not found:
+        pytest.skip(f"no {request.param} layout (E2E_SHARED_BASE is not set)")
+    return found[0]
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +241,11 @@ class Mock:
         return r.json()
 
     def tagged(self, marker: str) -> list[dict]:
-        return [r for r in self.requests() if r["headers"].get(MARKER_HEADER.lower()) == marker]
+        """Records carrying this marker, from either backend (the mock
+        filters them: large bodies elsewhere in the run are not fetched)."""
+        r = httpx.get(f"{self.base}/_mock/requests", params={"marker": marker}, timeout=10)
+        r.raise_for_status()
+        return [x for x in r.json() if x["headers"].get(MARKER_HEADER.lower()) == marker]
 
     def clear(self) -> None:
         httpx.delete(f"{self.base}/_mock/requests", timeout=10).raise_for_status()
@@ -168,6 +260,27 @@ def mock(env) -> Mock:
 def marker(request) -> str:
     """A value unique to this test, sent as X-E2E-Marker on its requests."""
     return f"{request.node.name[:60]}-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def mock_records(mock):
+    """`mock_records(marker, count=0, settle=0.3)`: every record of either
+    backend tagged with `marker` (each has "backend": "openai"|"ollama"),
+    once `count` arrived and `settle` seconds brought nothing new."""
+
+    def get(marker: str, count: int = 0, settle: float = 0.3, timeout: float = 5.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            records = mock.tagged(marker)
+            if len(records) >= count and (last is not None and len(records) == len(last)):
+                return records
+            if time.monotonic() > deadline:
+                return records
+            last = records
+            time.sleep(settle)
+
+    return get
 
 
 def wait_for_records(mock: Mock, marker: str, count: int, timeout: float = 3.0) -> list[dict]:
@@ -212,6 +325,9 @@ class RawResponse:
         return json.loads(self.body)
 
 
+SITE_HOST = object()  # raw_request's default Host: the site's name and port
+
+
 def raw_request(
     host: str,
     port: int,
@@ -220,20 +336,47 @@ def raw_request(
     headers: dict[str, str] | None = None,
     body: bytes = b"",
     timeout: float = 10.0,
+    host_header: object = SITE_HOST,
+    http_version: str = "1.1",
+    extra_lines: list[bytes] | None = None,
+    source: str | None = None,
 ) -> RawResponse:
     """Sends one request with the target byte for byte (no normalisation, no
-    re-encoding) on a fresh connection, and reads the whole answer."""
+    re-encoding) on a fresh connection, and reads the whole answer.
+
+    Host: by default the name of the site on that port (site_host_for_port)
+    with the port; `host_header` a str (or bytes) sends that instead, a
+    list/tuple sends several Host lines, None sends none. A "Host" key in
+    `headers` also overrides it. `http_version` "1.0" or "1.1";
+    `extra_lines` are raw header lines sent as they are; `source` the local
+    address to connect from."""
     if isinstance(target, str):
         target = target.encode("latin-1")
-    lines = [b"%s %s HTTP/1.1" % (method.encode(), target)]
-    all_headers = {"Host": f"{host}:{port}", "Connection": "close", **(headers or {})}
+    lines = [b"%s %s HTTP/%s" % (method.encode(), target, http_version.encode())]
+    given = dict(headers or {})
+    host_values: list = []
+    if any(k.lower() == "host" for k in given):
+        host_values = [v for k, v in given.items() if k.lower() == "host"]
+        given = {k: v for k, v in given.items() if k.lower() != "host"}
+    elif host_header is SITE_HOST:
+        host_values = [f"{site_host_for_port(port)}:{port}"]
+    elif isinstance(host_header, (list, tuple)):
+        host_values = list(host_header)
+    elif host_header is not None:
+        host_values = [host_header]
+    all_headers = {"Connection": "close", **given}
     if body or method in ("POST", "PUT", "PATCH"):
-        all_headers.setdefault("Content-Length", str(len(body)))
+        if not any(k.lower() in ("content-length", "transfer-encoding") for k in all_headers):
+            all_headers["Content-Length"] = str(len(body))
+    for v in host_values:
+        lines.append(b"Host: " + (v if isinstance(v, bytes) else str(v).encode("latin-1")))
     for k, v in all_headers.items():
-        lines.append(f"{k}: {v}".encode("latin-1"))
+        lines.append(k.encode("latin-1") + b": " + (v if isinstance(v, bytes) else str(v).encode("latin-1")))
+    lines += list(extra_lines or [])
     data = b"\r\n".join(lines) + b"\r\n\r\n" + body
     chunks = []
-    with socket.create_connection((host, port), timeout=timeout) as s:
+    src = (source, 0) if source else None
+    with socket.create_connection((host, port), timeout=timeout, source_address=src) as s:
         try:
             s.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -283,7 +426,11 @@ def openai_client(env, marker):
     made = []
 
     def make(key: str, **kwargs):
-        headers = {MARKER_HEADER: marker, **kwargs.pop("default_headers", {})}
+        headers = {
+            MARKER_HEADER: marker,
+            "Host": site_host_for_url(kwargs.get("base_url") or env.openai_base),
+            **kwargs.pop("default_headers", {}),
+        }
         kwargs.setdefault("max_retries", 0)
         kwargs.setdefault("timeout", 20.0)
         c = openai.OpenAI(base_url=env.openai_base, api_key=key, default_headers=headers, **kwargs)
@@ -303,7 +450,7 @@ def ollama_client(env, marker):
     made = []
 
     def make(key: str | None, **headers):
-        h = {MARKER_HEADER: marker, **headers}
+        h = {MARKER_HEADER: marker, "Host": site_host_for_url(env.ollama_base), **headers}
         if key is not None:
             h["Authorization"] = f"Bearer {key}"
         c = ollama.Client(host=env.ollama_base, headers=h, timeout=20.0)
@@ -315,8 +462,25 @@ def ollama_client(env, marker):
         c.close()
 
 
+def _name_the_site(request: httpx.Request) -> None:
+    """httpx request hook: Host = the name of the nginx site the URL's port
+    belongs to (unless the request names one itself)."""
+    if "x-e2e-own-host" in request.headers:
+        del request.headers["x-e2e-own-host"]
+        return
+    request.headers["Host"] = site_host_for_url(request.url)
+
+
+def site_client(**kwargs) -> httpx.Client:
+    """An httpx client that names each nginx site's host (see _name_the_site;
+    a request header `X-E2E-Own-Host: 1` keeps the request's own Host)."""
+    hooks = kwargs.pop("event_hooks", {})
+    hooks = {**hooks, "request": [_name_the_site, *hooks.get("request", [])]}
+    return httpx.Client(event_hooks=hooks, **kwargs)
+
+
 @pytest.fixture
 def http(marker):
-    """An httpx client tagged with this test's marker."""
-    with httpx.Client(headers={MARKER_HEADER: marker}, timeout=20.0) as c:
+    """An httpx client tagged with this test's marker, naming the site's host."""
+    with site_client(headers={MARKER_HEADER: marker}, timeout=20.0) as c:
         yield c

@@ -7,13 +7,21 @@ so the tests can see exactly what nginx forwarded upstream.
 Standard library only. HTTP/1.1 with keep-alive (streams are chunked); an
 HTTP/1.0 request is answered and the connection closed.
 
-    python e2e/mock_backend.py --port 18090
+    python e2e/mock_backend.py --port 18090 [--ollama-port 18091]
+
+With --ollama-port it listens on both ports in one process (the OpenAI
+site's upstream and the Ollama site's), with one shared record: each record
+says which port took it (`"backend": "openai"` or `"ollama"`), and the
+control endpoints answer the same on both.
 
 Control endpoints (never recorded):
     GET    /_mock/requests         requests recorded since the last clear, as a
-                                   JSON list of {method, path, headers, body, time}
+                                   JSON list of {backend, method, path, headers, body,
+                                   body_length, body_sha256, time} (body: the
+                                   first 256 KiB)
                                    (header names lower-case; path raw, query included)
     GET    /_mock/requests?all=1   every request since start-up, clears or not
+    GET    /_mock/requests?marker=M  only those whose X-E2E-Marker is M (with all=1 too)
     DELETE /_mock/requests         clear (the start-up history is kept)
     GET    /_mock/health           {"ok": true}
 
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import struct
 import sys
@@ -32,10 +41,12 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 # Delay between streamed chunks: long enough that a buffering proxy is
 # noticeable, short enough to keep the suite quick.
 STREAM_DELAY = 0.08
+BODY_KEPT = 256 * 1024
 MODELS = ["llama3:8b", "llama3.1:70b", "gpt-4o-mini", "qwen2.5:7b", "nomic-embed-text"]
 
 
@@ -183,10 +194,15 @@ class Handler(BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         RECORDER.add(
             {
+                "backend": self.server.backend,  # type: ignore[attr-defined]
                 "method": self.command,
                 "path": target,
                 "headers": headers,
-                "body": body.decode("utf-8", "replace"),
+                # Large bodies are kept in part (the first BODY_KEPT bytes),
+                # with their length and digest, so the record list stays small.
+                "body": body[:BODY_KEPT].decode("utf-8", "replace"),
+                "body_length": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
                 "time": time.time(),
             }
         )
@@ -205,8 +221,12 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_mock/health":
             return self.send_json(200, {"ok": True})
         if path == "/_mock/requests" and self.command == "GET":
-            everything = "all=1" in target.partition("?")[2].split("&")
-            return self.send_json(200, RECORDER.everything() if everything else RECORDER.recent())
+            query = parse_qs(target.partition("?")[2])
+            records = RECORDER.everything() if query.get("all") == ["1"] else RECORDER.recent()
+            if "marker" in query:
+                want = query["marker"][0]
+                records = [r for r in records if r["headers"].get("x-e2e-marker") == want]
+            return self.send_json(200, records)
         if path == "/_mock/requests" and self.command == "DELETE":
             RECORDER.clear()
             return self.send_json(200, {"cleared": True})
@@ -460,23 +480,39 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     verbose = False
+    backend = "openai"  # the tag of every record taken on this port
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=18090)
+    parser.add_argument("--port", type=int, default=18090, help="the OpenAI site's upstream")
+    parser.add_argument(
+        "--ollama-port", type=int, default=None,
+        help="also listen here as the Ollama site's upstream (records tagged backend=ollama)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
-    server = Server((args.host, args.port), Handler)
-    server.verbose = args.verbose
-    print(f"mock backend listening on http://{args.host}:{server.server_address[1]}", flush=True)
+    ports = [("openai", args.port)] + ([("ollama", args.ollama_port)] if args.ollama_port else [])
+    servers = []
+    for backend, port in ports:
+        server = Server((args.host, port), Handler)
+        server.verbose = args.verbose
+        server.backend = backend
+        servers.append(server)
+        print(f"mock backend ({backend}) listening on http://{args.host}:{server.server_address[1]}", flush=True)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers[1:]]
+    for t in threads:
+        t.start()
     try:
-        server.serve_forever()
+        servers[0].serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        for other in servers[1:]:
+            other.shutdown()
+        for server in servers:
+            server.server_close()
     return 0
 
 

@@ -15,7 +15,8 @@ set -euo pipefail
 
 # Read by scripts/e2e.sh's functions:
 # shellcheck disable=SC2034
-OPENAI_PORT=28180 OLLAMA_PORT=28181 MOCK_PORT=28190 GK_PORT=28143 GK_ADMIN_PORT=28144
+OPENAI_PORT=28180 OLLAMA_PORT=28181 SHARED_PORT=28182 MOCK_PORT=28190 MOCK_OLLAMA_PORT=28191
+GK_PORT=28143 GK_ADMIN_PORT=28144 E2E_REDIS=1
 STATE=${TMPDIR:-/tmp}/gatekeeper-e2e-smoke-$(id -u).state
 # shellcheck disable=SC2034
 STOP_HINT="STATE=$STATE bash scripts/e2e.sh stop"
@@ -37,10 +38,12 @@ fail() { FAILED=$((FAILED + 1)); printf 'FAIL  %s: %s\n' "$1" "$2"; }
 # expect NAME STATUS CODE STYLE curl-arguments…: the answer has STATUS, a JSON
 # body of STYLE (openai | ollama | any) naming CODE (or "-": not checked).
 expect() {
-    local name=$1 status=$2 code=$3 style=$4 out got
+    local name=$1 status=$2 code=$3 style=$4 out got host=openai.example.com arg
     shift 4
+    # Each site serves only its own name (a request naming another is 421).
+    for arg in "$@"; do case "$arg" in "$OLLAMA"/*) host=ollama.example.com ;; esac; done
     out=$(mktemp)
-    got=$(curl -s -o "$out" -D "$out.h" -w '%{http_code}' -m 20 "$@" || true)
+    got=$(curl -s -o "$out" -D "$out.h" -w '%{http_code}' -m 20 -H "Host: $host" "$@" || true)
     if [ "$got" != "$status" ]; then
         fail "$name" "status $got, expected $status: $(head -c 200 "$out")"
     elif [ "$code" != - ] && ! python3 - "$out" "$code" "$style" <<'EOF'

@@ -15,7 +15,15 @@ For every case of the table below:
 - **denied by gatekeeper**: nothing reached the upstream; the JSON body's
   reason is the one gatekeeper logged (one `deny`) for that request id;
 - **refused by nginx itself** (400, 414 before any auth): nothing reached
-  the upstream.
+  the upstream;
+- **refused by the site** (nginx's JSON answers before gatekeeper is asked:
+  421 `misdirected_request` for a host the site does not serve, DESIGN §14;
+  400 `forbidden_header` for a client-sent `X-Auth-*` header other than the
+  four identity ones): nothing reached the upstream, gatekeeper logged
+  nothing for it.
+
+Every request names the site's host (`openai.example.com`,
+`ollama.example.com`) unless the case is about the host.
 
 Each case also states what it expects (allow with route and upstream
 target, or deny with status and reason, or nginx's own status), so the table
@@ -28,10 +36,12 @@ stack is on loopback): gatekeeper throttles failed credentials per source
 address, and this file must neither feed nor suffer from the other tests'
 failures. It presents no wrong credential itself.
 
-The `hostroute-*` cases need a host-scoped route (HOST_ROUTE below), which
-e2e/policy.toml does not have (its routes are all on domain "*"): they are
-skipped unless the policy gatekeeper serves has it — point
-E2E_PATHCONF_POLICY at that file when it is not e2e/policy.toml.
+The `hostroute-*` cases need the route on a host no site serves
+(HOST_ROUTE below, in e2e/policy.toml): since sites are bound to their
+names, every spelling of that host is refused by nginx (421) or is nginx's
+own 400, and the public route is never reached. They are skipped unless the
+policy gatekeeper serves has it — point E2E_PATHCONF_POLICY at that file
+when it is not e2e/policy.toml.
 
 A disagreement between nginx and gatekeeper (a real bypass) is marked
 `xfail(strict=True)` with the reason, never left out.
@@ -89,6 +99,16 @@ def nginx(status: int) -> Expect:
     return Expect("nginx", status)
 
 
+def site_refusal(status: int, reason: str) -> Expect:
+    """nginx's own JSON refusal from the site's configuration (no gatekeeper)."""
+    return Expect("site", status, reason)
+
+
+MISDIRECTED = site_refusal(421, "misdirected_request")
+FORBIDDEN_HEADER = site_refusal(400, "forbidden_header")
+SITE_CODES = ("misdirected_request", "forbidden_header")
+
+
 AMBIGUOUS = deny(400, "ambiguous_path")
 
 
@@ -127,8 +147,8 @@ def u(path: str) -> str:
     return path.encode().decode("latin-1")
 
 
-# Not in e2e/policy.toml yet (its routes are all on domain "*"): with it the
-# hostroute-* cases run, without it they are skipped.
+# In e2e/policy.toml (a public route on a host neither site serves): with it
+# the hostroute-* cases run, without it they are skipped.
 HOST_PUBLIC = "host-public"
 HOST_ROUTE = """
 [[route]]
@@ -292,19 +312,23 @@ CASES: list[Case] = [
     c("fragment-encoded-then-dotdot", "/v1/public/%23/../../models", deny(401, MISSING, MODELS)),
     c("fragment-encoded-in-name", "/v1/public/x%23y", allow(PUB, "/v1/public/x%23y")),
     # ── absolute-form request targets ────────────────────────────────────────
-    c("abs-protected", "http://other.host/v1/models", deny(401, MISSING, MODELS)),
-    c("abs-protected-with-key", "http://other.host/v1/models", allow(MODELS, "/v1/models"), key="chat"),
-    c("abs-dotdot", "http://other.host/v1/public/../models", deny(401, MISSING, MODELS)),
-    c("abs-public", "http://other.host/v1/public/x", allow(PUB, "/v1/public/x")),
-    c("abs-upper-scheme", "HTTP://OTHER.HOST/v1/public/x", allow(PUB, "/v1/public/x")),
-    c("abs-https-scheme", "https://other.host/v1/models", deny(401, MISSING, MODELS)),
-    c("abs-no-path", "http://other.host", deny(403, "no_route_match")),
-    c("abs-with-port", "http://other.host:8443/v1/public/x", allow(PUB, "/v1/public/x")),
-    c("abs-userinfo", "http://user@other.host/v1/models", nginx(400)),
-    c("abs-encoded-slash", "http://other.host/v1/public/..%2fmodels", AMBIGUOUS),
-    c("abs-above-root", "http://other.host/../v1/models", nginx(400)),
-    c("abs-ipv6-host", "http://[::1]/v1/public/x", allow(PUB, "/v1/public/x")),
-    c("abs-punycode-host", "http://xn--mnchen-3ya.example/v1/models", deny(401, MISSING, MODELS)),
+    # (the request line's host is the site's own, or the case is about it)
+    c("abs-protected", "http://openai.example.com/v1/models", deny(401, MISSING, MODELS)),
+    c("abs-protected-with-key", "http://openai.example.com/v1/models", allow(MODELS, "/v1/models"), key="chat"),
+    c("abs-dotdot", "http://openai.example.com/v1/public/../models", deny(401, MISSING, MODELS)),
+    c("abs-public", "http://openai.example.com/v1/public/x", allow(PUB, "/v1/public/x")),
+    c("abs-upper-scheme", "HTTP://OPENAI.EXAMPLE.COM/v1/public/x", allow(PUB, "/v1/public/x")),
+    c("abs-https-scheme", "https://openai.example.com/v1/models", deny(401, MISSING, MODELS)),
+    c("abs-no-path", "http://openai.example.com", deny(403, "no_route_match")),
+    c("abs-with-port", "http://openai.example.com:8443/v1/public/x", allow(PUB, "/v1/public/x")),
+    c("abs-userinfo", "http://user@openai.example.com/v1/models", nginx(400)),
+    c("abs-encoded-slash", "http://openai.example.com/v1/public/..%2fmodels", AMBIGUOUS),
+    c("abs-above-root", "http://openai.example.com/../v1/models", nginx(400)),
+    c("abs-other-host-public", "http://other.host/v1/public/x", MISDIRECTED),
+    c("abs-other-host-with-key", "http://other.host/v1/models", MISDIRECTED, key="chat"),
+    c("abs-other-site-host", "http://ollama.example.com/v1/public/x", MISDIRECTED),
+    c("abs-ipv6-host", "http://[::1]/v1/public/x", MISDIRECTED),
+    c("abs-punycode-host", "http://xn--mnchen-3ya.example/v1/models", MISDIRECTED),
     c("abs-raw-utf8-host", u("http://münchen.example/v1/public/x"), nginx(400)),
     c("network-path-reference", "//other.host/v1/models", deny(403, "no_route_match")),
     c("relative-target", "v1/models", nginx(400)),
@@ -315,12 +339,13 @@ CASES: list[Case] = [
       host=("OPENAI.EXAMPLE.COM",)),
     c("host-trailing-dot", "/v1/public/x", allow(PUB, "/v1/public/x"), host=("openai.example.com.",)),
     c("host-with-port", "/v1/models", allow(MODELS, "/v1/models"), key="chat", host=("openai.example.com:8443",)),
-    c("host-punycode", "/v1/models", deny(401, MISSING, MODELS), host=("xn--mnchen-3ya.example",)),
-    c("host-punycode-with-key", "/v1/models", allow(MODELS, "/v1/models"), key="chat",
-      host=("xn--mnchen-3ya.example",)),
-    c("host-raw-utf8-public", "/v1/public/x", deny(400, "bad_request"), host=(u("münchen.example"),)),
-    c("host-raw-utf8-with-key", "/v1/models", deny(400, "bad_request"), key="chat", host=(u("münchen.example"),)),
-    c("host-ipv6-literal", "/v1/public/x", allow(PUB, "/v1/public/x"), host=("[::1]:8080",)),
+    c("host-punycode", "/v1/models", MISDIRECTED, host=("xn--mnchen-3ya.example",)),
+    c("host-punycode-with-key", "/v1/models", MISDIRECTED, key="chat", host=("xn--mnchen-3ya.example",)),
+    c("host-raw-utf8-public", "/v1/public/x", MISDIRECTED, host=(u("münchen.example"),)),
+    c("host-raw-utf8-with-key", "/v1/models", MISDIRECTED, key="chat", host=(u("münchen.example"),)),
+    c("host-ipv6-literal", "/v1/public/x", MISDIRECTED, host=("[::1]:8080",)),
+    c("host-other-site", "/v1/public/x", MISDIRECTED, host=("ollama.example.com",)),
+    c("host-other-site-with-key", "/v1/models", MISDIRECTED, key="chat", host=("ollama.example.com",)),
     c("host-two-trailing-dots", "/v1/public/x", nginx(400), host=("openai.example.com..",)),
     c("host-duplicate-same", "/v1/public/x", nginx(400), host=("openai.example.com", "openai.example.com")),
     c("host-duplicate-different", "/v1/models", nginx(400), key="chat", host=("a.example", "b.example")),
@@ -328,42 +353,36 @@ CASES: list[Case] = [
     c("host-missing-http11", "/v1/public/x", nginx(400), host=None),
     c("host-missing-http10", "/v1/public/x", allow(PUB, "/v1/public/x"), host=None, version="HTTP/1.0"),
     c("host-with-slash", "/v1/public/x", nginx(400), host=("a.example/v1/models",)),
-    c("host-with-backslash", "/v1/public/x", deny(400, "bad_request"), host=("a.example\\x",)),
-    c("host-asterisk-label", "/v1/models", deny(400, "bad_request"), key="chat", host=("*.example.com",)),
-    c("host-abs-form-wins", "http://a.example/v1/models", deny(401, MISSING, MODELS), host=("b.example",)),
+    c("host-with-backslash", "/v1/public/x", MISDIRECTED, host=("a.example\\x",)),
+    c("host-asterisk-label", "/v1/models", MISDIRECTED, key="chat", host=("*.example.com",)),
+    c("host-abs-form-wins", "http://a.example/v1/models", MISDIRECTED, host=("openai.example.com",)),
+    c("host-abs-form-wins-served", "http://openai.example.com/v1/models", deny(401, MISSING, MODELS),
+      host=("b.example",)),
     c("host-x-forwarded-host-ignored", "/v1/models", deny(401, MISSING, MODELS),
       headers=(("X-Forwarded-Host", "public.example"),)),
     # ── a host-scoped route (HOST_ROUTE below): gatekeeper's host is nginx's $host
     *[c(id, target, expect, needs=HOST_PUBLIC, **kw) for id, target, expect, kw in [
-        ("hostroute-exact", "/v1/models", allow(HOST_PUBLIC, "/v1/models"), dict(host=("public.example.test",))),
-        ("hostroute-upper-case", "/v1/models", allow(HOST_PUBLIC, "/v1/models"),
-         dict(host=("PUBLIC.Example.TEST",))),
-        ("hostroute-trailing-dot", "/v1/models", allow(HOST_PUBLIC, "/v1/models"),
-         dict(host=("public.example.test.",))),
-        ("hostroute-port", "/v1/models", allow(HOST_PUBLIC, "/v1/models"), dict(host=("public.example.test:8080",))),
-        ("hostroute-dot-and-port", "/v1/models", allow(HOST_PUBLIC, "/v1/models"),
-         dict(host=("public.example.test.:8080",))),
-        ("hostroute-dotdot-path", "/v1/public/../models", allow(HOST_PUBLIC, "/v1/models"),
+        ("hostroute-exact", "/v1/models", MISDIRECTED, dict(host=("public.example.test",))),
+        ("hostroute-upper-case", "/v1/models", MISDIRECTED, dict(host=("PUBLIC.Example.TEST",))),
+        ("hostroute-trailing-dot", "/v1/models", MISDIRECTED, dict(host=("public.example.test.",))),
+        ("hostroute-port", "/v1/models", MISDIRECTED, dict(host=("public.example.test:8080",))),
+        ("hostroute-dot-and-port", "/v1/models", MISDIRECTED, dict(host=("public.example.test.:8080",))),
+        ("hostroute-dotdot-path", "/v1/public/../models", MISDIRECTED, dict(host=("public.example.test",))),
+        ("hostroute-abs-form", "http://public.example.test/v1/models", MISDIRECTED,
+         dict(host=("openai.example.com",))),
+        ("hostroute-abs-form-other", "http://other.example/v1/models", MISDIRECTED,
          dict(host=("public.example.test",))),
-        ("hostroute-abs-form", "http://public.example.test/v1/models", allow(HOST_PUBLIC, "/v1/models"),
-         dict(host=("other.example",))),
-        ("hostroute-abs-form-other", "http://other.example/v1/models", deny(401, MISSING, MODELS),
-         dict(host=("public.example.test",))),
-        ("hostroute-suffix-attack", "/v1/models", deny(401, MISSING, MODELS),
-         dict(host=("public.example.test.evil.example",))),
-        ("hostroute-subdomain", "/v1/models", deny(401, MISSING, MODELS), dict(host=("a.public.example.test",))),
-        ("hostroute-prefix-attack", "/v1/models", deny(401, MISSING, MODELS), dict(host=("xpublic.example.test",))),
+        ("hostroute-suffix-attack", "/v1/models", MISDIRECTED, dict(host=("public.example.test.evil.example",))),
+        ("hostroute-subdomain", "/v1/models", MISDIRECTED, dict(host=("a.public.example.test",))),
+        ("hostroute-prefix-attack", "/v1/models", MISDIRECTED, dict(host=("xpublic.example.test",))),
         ("hostroute-two-trailing-dots", "/v1/models", nginx(400), dict(host=("public.example.test..",))),
         ("hostroute-duplicate", "/v1/models", nginx(400),
          dict(host=("public.example.test", "other.example"))),
-        ("hostroute-homograph-utf8", "/v1/models", deny(400, "bad_request"),
-         dict(host=(u("publіc.example.test"),))),  # Cyrillic і
-        ("hostroute-punycode-lookalike", "/v1/models", deny(401, MISSING, MODELS),
-         dict(host=("xn--publc-1nf.example.test",))),
-        # The most specific domain wins before the most specific path (DESIGN §3):
-        # on this host, POST /v1/chat/completions is host-public's, which has no POST.
-        ("hostroute-shadows-path-routes", "/v1/chat/completions",
-         deny(403, "method_not_configured", HOST_PUBLIC), dict(host=("public.example.test",), method="POST")),
+        ("hostroute-homograph-utf8", "/v1/models", MISDIRECTED, dict(host=(u("publіc.example.test"),))),  # Cyrillic і
+        ("hostroute-punycode-lookalike", "/v1/models", MISDIRECTED, dict(host=("xn--publc-1nf.example.test",))),
+        # A host no site serves opens nothing, not even through the bridge.
+        ("hostroute-post-bridge", "/v1/chat/completions", MISDIRECTED,
+         dict(host=("public.example.test",), method="POST", key="chat")),
     ]],
     # ── headers a client might try to smuggle to gatekeeper or upstream ──────
     c("smuggle-x-original-uri", "/v1/models", deny(401, MISSING, MODELS),
@@ -375,6 +394,13 @@ CASES: list[Case] = [
       headers=(("X-Auth-Client-ID", "chat-app"), ("X-Auth-Route-ID", MODELS), ("X-Auth-Key-ID", "chat-k1"))),
     c("smuggle-rewrite-headers", "/v1/public/x", allow(PUB, "/v1/public/x"),
       headers=(("X-Original-URL", "/v1/models"), ("X-Rewrite-URL", "/v1/models"))),
+    c("smuggle-x-auth-status", "/v1/public/x", FORBIDDEN_HEADER, headers=(("X-Auth-Status", "200"),)),
+    c("smuggle-x-auth-reason-with-key", "/v1/models", FORBIDDEN_HEADER, key="chat",
+      headers=(("X-Auth-Reason", "allow"),)),
+    c("smuggle-x-auth-provider-token", "/v1/chat/completions", FORBIDDEN_HEADER, method="POST", key="chat",
+      headers=(("X-Auth-Provider-Token", "forward"),)),
+    c("smuggle-x-auth-other-on-ollama", "/api/version", FORBIDDEN_HEADER, site=OLL,
+      headers=(("x-auth-whatever", "1"),)),
     # ── methods ──────────────────────────────────────────────────────────────
     c("method-head-public", "/v1/public/x", deny(403, "method_not_configured", PUB), method="HEAD"),
     c("method-options-protected", "/v1/models", deny(403, "method_not_configured", MODELS), method="OPTIONS"),
@@ -414,7 +440,10 @@ CASES: list[Case] = [
     c("ollama-blobs-dotdot", "/api/blobs/../tags", deny(401, MISSING, TAGS), site=OLL),
     c("ollama-blobs-enc-slash", "/api/blobs/sha256:x/..%2f..%2fpull", AMBIGUOUS, site=OLL),
     c("ollama-query-dotdot", "/api/version?/../tags", allow(VERSION, "/api/version?/../tags"), site=OLL),
-    c("ollama-abs-dotdot", "http://other.host/api/version/../tags", deny(401, MISSING, TAGS), site=OLL),
+    c("ollama-abs-dotdot", "http://ollama.example.com/api/version/../tags", deny(401, MISSING, TAGS), site=OLL),
+    c("ollama-abs-other-host", "http://other.host/api/version", MISDIRECTED, site=OLL),
+    c("ollama-abs-other-site-host", "http://openai.example.com/api/version", MISDIRECTED, site=OLL),
+    c("ollama-host-other-site", "/api/version", MISDIRECTED, site=OLL, host=("openai.example.com",)),
     c("ollama-post-dotdot-pull", "/api/version/../pull", deny(401, MISSING, "ollama-pull"), site=OLL,
       method="POST"),
     c("ollama-post-dotdot-pull-wrong-client", "/api/version/../pull", deny(403, "no_permission", "ollama-pull"),
@@ -450,7 +479,7 @@ def request_bytes(case: Case, addr: tuple[str, int], marker: str) -> bytes:
     lines = [b"%s %s %s" % (case.method.encode(), case.target, case.version.encode())]
     headers: list[tuple] = []
     if case.host is DEFAULT:
-        headers.append(("Host", f"{addr[0]}:{addr[1]}"))
+        headers.append(("Host", f"{SERVER_NAME[case.site]}:{addr[1]}"))
     elif case.host is not None:
         headers += [("Host", h) for h in case.host]
     headers += [(MARKER_HEADER, marker), ("Connection", "close")]
@@ -658,13 +687,13 @@ def route_for(path: str, host: str | None = None) -> dict | None:
 def nginx_host(case: Case) -> str | None:
     """`$host` as nginx computes it for the case: the request line's host
     (absolute form), else the Host header, lower-cased, without port and one
-    trailing dot; None when the default Host (an address) is sent."""
+    trailing dot; the site's name when the default Host is sent."""
     m = re.match(rb"(?i)https?://([^/:]+)", case.target)
     raw = m.group(1).decode("latin-1") if m else None
     if raw is None and case.host not in (DEFAULT, None) and case.host:
         raw = as_bytes(case.host[0]).decode("latin-1").strip()
         raw = raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
-    if raw is None and case.host is None:
+    if raw is None and case.host in (DEFAULT, None):
         raw = SERVER_NAME[case.site]
     return raw.lower().removesuffix(".") if raw else None
 
@@ -748,6 +777,7 @@ def check_allowed(s: Sent) -> None:
     [record] = s.records
     h = record["headers"]
     assert h.get("host") == UPSTREAM_HOST[case.site], f"{case.id}: proxied by the other site? {h.get('host')}"
+    assert record.get("backend", case.site) == case.site, f"{case.id}: reached the {record.get('backend')} backend"
     target = record["path"]
     path = target.split("?", 1)[0]
     assert is_normalised(path), f"{case.id}: the upstream got the raw {target!r}"
@@ -777,6 +807,10 @@ def check_allowed(s: Sent) -> None:
 def check_refused(s: Sent) -> None:
     case, r = s.case, s.response
     assert s.records == [], f"{case.id}: answered {r.status}, yet reached the upstream as {s.records[0]['path']!r}"
+    if deny_reason(r.body) in SITE_CODES:
+        # The site's own refusal: gatekeeper was never asked.
+        assert not [d for d in s.decisions if d.get("decision")], f"{case.id}: gatekeeper logged {s.decisions}"
+        return
     if not from_gatekeeper(r):
         assert deny_reason(r.body) is None, f"{case.id}: a deny body without @gk_deny's headers: {r.headers}"
         return  # nginx's own refusal (400, 414): it never asked gatekeeper
@@ -800,7 +834,12 @@ def check_expectation(s: Sent) -> None:
         return
     assert r.status == want.status, f"{case.id}: expected {want.kind} {want.status} {want.reason}, got {got}"
     if want.kind == "nginx":
-        assert not from_gatekeeper(r), f"{case.id}: expected nginx's own {want.status}, got gatekeeper's {got}"
+        assert not from_gatekeeper(r) and deny_reason(r.body) is None, (
+            f"{case.id}: expected nginx's own {want.status}, got {got}")
+        return
+    if want.kind == "site":
+        assert deny_reason(r.body) == want.reason, f"{case.id}: expected {want.reason}, got {got}"
+        assert s.records == [], f"{case.id}: refused by the site, yet forwarded"
         return
     assert from_gatekeeper(r), f"{case.id}: expected gatekeeper's {want.reason}, got nginx's own {got}"
     assert client_reason(s) == want.reason, f"{case.id}: expected {want.reason}, got {got}"
@@ -840,7 +879,7 @@ def test_pipelined_requests_are_each_judged(env, mock):
     judged on its own and never rides on the first one's allow."""
     addr = env.openai_hostport
     marker = f"pathconf-pipe-{uuid.uuid4().hex[:10]}"
-    host = f"Host: {addr[0]}:{addr[1]}\r\n{MARKER_HEADER}: {marker}\r\n"
+    host = f"Host: {SERVER_NAME[OAI]}:{addr[1]}\r\n{MARKER_HEADER}: {marker}\r\n"
     data = (f"GET /v1/public/x HTTP/1.1\r\n{host}\r\n"
             f"GET /v1/public/../models HTTP/1.1\r\n{host}Connection: close\r\n\r\n").encode()
     raw = send(addr, data)

@@ -43,6 +43,30 @@ def test_identities_match_the_policy():
         assert keys[key_id]["digest"] == digest(KEYS[who])
 
 
-def test_every_route_but_the_host_case_is_on_any_domain():
-    scoped = {r["id"]: r["domain"] for r in policy()["route"] if r["domain"] != "*"}
-    assert scoped == {"host-public": "public.example.test"}
+# Routes on one domain, by id: the host case of test_path_confusion.py (a
+# host no site serves) and the site-binding routes of test_attack_site.py.
+HOST_SCOPED = {
+    "host-public": "public.example.test",
+    "bound-ollama-v1": "ollama.example.com",
+    "bound-openai-v1": "openai.example.com",
+    "bound-ollama-api": "ollama.example.com",
+    "bound-openai-api": "openai.example.com",
+}
+MARKER = "# ── attack suite: models and credentials (owned by e2e/test_attack_models.py) ──"
+
+
+def routes_above_the_marker() -> list[dict]:
+    """The routes this file governs: those above the attack suite's marker
+    line (below it, e2e/test_attack_models.py keeps its own)."""
+    text = POLICY.read_text()
+    head = text.split(MARKER, 1)[0]
+    return tomllib.loads(head).get("route", [])
+
+
+def test_the_attack_suite_marker_is_there_once():
+    assert POLICY.read_text().count(MARKER) == 1
+
+
+def test_every_route_but_the_host_cases_is_on_any_domain():
+    scoped = {r["id"]: r["domain"] for r in routes_above_the_marker() if r["domain"] != "*"}
+    assert scoped == HOST_SCOPED

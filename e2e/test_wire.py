@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from urllib.parse import unquote_to_bytes
 
-import httpx
 import pytest
 
-from conftest import KEYS, MARKER_HEADER, UNKNOWN_KEYS, raw_request, wait_for_records
+from conftest import KEYS, MARKER_HEADER, UNKNOWN_KEYS, raw_request, site_client, wait_for_records
 
 CHAT_BODY = {"model": "llama3:8b", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -103,7 +103,7 @@ def test_every_deny_reaches_the_client_with_its_status_and_a_json_body(
 
 
 def test_rate_limited_is_429_with_retry_after_on_the_wire(env, mock, marker):
-    with httpx.Client(headers={MARKER_HEADER: marker, **bearer("rate_limited")}, timeout=10) as c:
+    with site_client(headers={MARKER_HEADER: marker, **bearer("rate_limited")}, timeout=10) as c:
         for _ in range(6):
             r = c.get(f"{env.openai_base}/models")
             if r.status_code != 200:
@@ -114,12 +114,15 @@ def test_rate_limited_is_429_with_retry_after_on_the_wire(env, mock, marker):
     assert r.headers.get("retry-after", "").isdigit() and int(r.headers["retry-after"]) >= 1, r.headers
 
 
-def test_bad_request_from_gatekeeper_is_400(env, mock, marker):
-    """A Host nginx accepts but gatekeeper cannot read (`*`) is bad_request."""
+def test_a_host_the_site_does_not_serve_is_421_from_nginx(env, mock, marker):
+    """A Host nginx accepts but the site does not serve (`*`; it was
+    gatekeeper's bad_request before sites were bound to their names) is
+    nginx's JSON 421 misdirected_request, and nothing is forwarded."""
     host, port = env.openai_hostport
-    r = raw_request(host, port, "GET", "/v1/models", {MARKER_HEADER: marker, "Host": "*", **bearer("chat")})
-    assert r.status == 400, (r.status, r.body[:200])
-    assert_openai_error(r.body, "bad_request")
+    r = raw_request(host, port, "GET", "/v1/models", {MARKER_HEADER: marker, **bearer("chat")}, host_header="*")
+    assert r.status == 421, (r.status, r.body[:200])
+    assert_openai_error(r.body, "misdirected_request")
+    time.sleep(0.3)
     assert mock.tagged(marker) == []
 
 
@@ -185,7 +188,7 @@ def authz_port(env) -> int:
 def test_nginx_keeps_its_connections_to_gatekeeper_alive(env):
     port = authz_port(env)
     before = gatekeeper_peers(port)
-    with httpx.Client(headers=bearer("keepalive"), timeout=10) as c:
+    with site_client(headers=bearer("keepalive"), timeout=10) as c:
         for _ in range(200):
             assert c.get(f"{env.openai_base}/models").status_code == 200
     new = gatekeeper_peers(port) - before
@@ -195,7 +198,7 @@ def test_nginx_keeps_its_connections_to_gatekeeper_alive(env):
 def test_body_bridge_keeps_its_connections_to_gatekeeper_alive(env):
     port = authz_port(env)
     before = gatekeeper_peers(port)
-    with httpx.Client(headers=bearer("keepalive"), timeout=10) as c:
+    with site_client(headers=bearer("keepalive"), timeout=10) as c:
         for _ in range(100):
             r = c.post(f"{env.openai_base}/chat/completions", json=CHAT_BODY)
             assert r.status_code == 200, r.text

@@ -6,7 +6,14 @@
 #
 #     bash scripts/e2e.sh [pytest arguments]   run the suite (exit code = pytest's)
 #     E2E_KEEP=1 bash scripts/e2e.sh           leave everything running afterwards
+#     E2E_REDIS=0 bash scripts/e2e.sh          gatekeeper without Redis (in-process
+#                                              limits and nonces)
 #     bash scripts/e2e.sh stop                 stop what a kept run left running
+#
+# Every port and the state file can be set from the environment, so a second
+# stack can run beside the first (OPENAI_PORT=28080 OLLAMA_PORT=28081
+# SHARED_PORT=28082 MOCK_PORT=28090 MOCK_OLLAMA_PORT=28091 GK_PORT=27843
+# GK_ADMIN_PORT=27844 STATE=/tmp/gk-b.state bash scripts/e2e.sh …).
 #
 # Installs what is missing (Debian's nginx and njs module, Redis, a Python
 # venv in .e2e-venv), builds gatekeeper (`cargo build --locked`, or uses
@@ -15,13 +22,20 @@
 #
 #     nginx, OpenAI-compatible site   127.0.0.1:18080   (nginx/sites/openai.conf)
 #     nginx, Ollama site              127.0.0.1:18081   (nginx/sites/ollama.conf)
-#     mock backend                    127.0.0.1:18090
+#     second nginx, both sites        127.0.0.1:18082   (one listener; the OpenAI
+#                                                        site is the default server)
+#     mock backend, OpenAI upstream   127.0.0.1:18090   (records tagged "openai")
+#     mock backend, Ollama upstream   127.0.0.1:18091   (same process, "ollama")
 #     gatekeeper /authz, admin        127.0.0.1:17843, 127.0.0.1:17844
 #
 # The sites are the files operators copy: the run directory gets nginx/ as
 # conf/gatekeeper/ (the /etc/nginx/gatekeeper/ layout), with only the
-# `listen` lines and the upstream addresses changed. Safe to run again: a
-# previous kept run is stopped first; everything started is stopped on exit.
+# `listen` lines and the upstream addresses changed; the second nginx runs
+# from <run dir>/shared/ with the same files, both sites listening on
+# SHARED_PORT. When e2e/godecode/go.mod exists, its Go program is built
+# (Debian's golang-go, offline) and passed to pytest as E2E_GODECODE.
+# Safe to run again: a previous kept run is stopped first; everything
+# started is stopped on exit.
 #
 # e2e/run_nginx_smoke.sh sources this file for its functions (nothing runs
 # then) and sets its own ports and state file first.
@@ -31,11 +45,14 @@ REPO=$(pwd)
 
 OPENAI_PORT=${OPENAI_PORT:-18080}
 OLLAMA_PORT=${OLLAMA_PORT:-18081}
+SHARED_PORT=${SHARED_PORT:-18082}
 MOCK_PORT=${MOCK_PORT:-18090}
+MOCK_OLLAMA_PORT=${MOCK_OLLAMA_PORT:-18091}
 GK_PORT=${GK_PORT:-17843}
 GK_ADMIN_PORT=${GK_ADMIN_PORT:-17844}
 OPERATOR_KEY=sk-operator-e2e
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+E2E_REDIS=${E2E_REDIS:-1}   # 0: gatekeeper without GATEKEEPER_REDIS_URL
 NJS_MODULE=/usr/lib/nginx/modules/ngx_http_js_module.so
 VENV=$REPO/.e2e-venv
 STATE=${STATE:-${TMPDIR:-/tmp}/gatekeeper-e2e-$(id -u).state}
@@ -98,6 +115,25 @@ ensure_redis() {
     die "Redis is not reachable on 127.0.0.1:6379"
 }
 
+# Debian's Go, for e2e/godecode (the other suite's reference decoder).
+ensure_go() {
+    command -v go >/dev/null || { log "installing golang-go"; apt_install golang-go; }
+}
+
+# Builds e2e/godecode when it exists (offline: its go.mod needs nothing from
+# the network) and exports E2E_GODECODE; without it, nothing.
+build_godecode() {
+    [ -f e2e/godecode/go.mod ] || return 0
+    ensure_go
+    log "go build ./e2e/godecode"
+    # Its own module (e2e/godecode/go.mod): built from its directory.
+    # A build cache even where HOME is unset (go refuses to run without one).
+    (cd e2e/godecode && GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+        GOCACHE="${GOCACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/go-build}" \
+        go build -o "$RUN_DIR/godecode" .) || die "go build ./e2e/godecode failed"
+    export E2E_GODECODE="$RUN_DIR/godecode"
+}
+
 ensure_venv() {
     if [ ! -x "$VENV/bin/python" ]; then
         log "creating $VENV"
@@ -135,16 +171,21 @@ substitute() {
         s/^(\s*)\Q$ENV{FROM}\E(\s*(#.*)?)$/$1$ENV{TO}$2/' "$file"
 }
 
-prepare_run_dir() {
-    mkdir -p "$RUN_DIR"/conf "$RUN_DIR"/tmp
-    cp e2e/nginx.conf "$RUN_DIR/conf/nginx.conf"
-    cp -R nginx "$RUN_DIR/conf/gatekeeper"
-    local g=$RUN_DIR/conf/gatekeeper
+# nginx_dir DIR OPENAI_LISTEN_PORT OLLAMA_LISTEN_PORT: an nginx prefix
+# directory with e2e/nginx.conf and the bundled files, only the listen lines
+# and upstream addresses changed (both sites on one port when the two ports
+# are equal: the OpenAI site, included first, is then the default server).
+nginx_dir() {
+    local dir=$1 openai_port=$2 ollama_port=$3
+    mkdir -p "$dir"/conf "$dir"/tmp
+    cp e2e/nginx.conf "$dir/conf/nginx.conf"
+    cp -R nginx "$dir/conf/gatekeeper"
+    local g=$dir/conf/gatekeeper
     substitute "$g/gatekeeper-http.conf" "server 127.0.0.1:7843;" "server 127.0.0.1:$GK_PORT;"
-    substitute "$g/sites/openai.conf" "listen 80;" "listen 127.0.0.1:$OPENAI_PORT;"
+    substitute "$g/sites/openai.conf" "listen 80;" "listen 127.0.0.1:$openai_port;"
     substitute "$g/sites/openai.conf" "server 127.0.0.1:8000;" "server 127.0.0.1:$MOCK_PORT;"
-    substitute "$g/sites/ollama.conf" "listen 80;" "listen 127.0.0.1:$OLLAMA_PORT;"
-    substitute "$g/sites/ollama.conf" "server 127.0.0.1:11434;" "server 127.0.0.1:$MOCK_PORT;"
+    substitute "$g/sites/ollama.conf" "listen 80;" "listen 127.0.0.1:$ollama_port;"
+    substitute "$g/sites/ollama.conf" "server 127.0.0.1:11434;" "server 127.0.0.1:$MOCK_OLLAMA_PORT;"
     # Nothing else differs from what operators copy.
     local changed
     changed=$(diff -r nginx "$g" | grep -c '^>' || true)
@@ -154,6 +195,11 @@ prepare_run_dir() {
     printf 'map "" $openai_upstream_key { default "%s"; }\n' "$OPERATOR_KEY" \
         >"$g/secrets/openai-upstream-key.conf"
     chmod 600 "$g/secrets/openai-upstream-key.conf"
+}
+
+prepare_run_dir() {
+    nginx_dir "$RUN_DIR" "$OPENAI_PORT" "$OLLAMA_PORT"              # sites on their own listeners
+    nginx_dir "$RUN_DIR/shared" "$SHARED_PORT" "$SHARED_PORT"       # both sites on one listener
 }
 
 # ── starting and waiting ────────────────────────────────────────────────────
@@ -169,20 +215,25 @@ EOF
 }
 
 start_mock() {
-    "$VENV/bin/python" e2e/mock_backend.py --port "$MOCK_PORT" >"$RUN_DIR/mock.log" 2>&1 &
+    "$VENV/bin/python" e2e/mock_backend.py --port "$MOCK_PORT" --ollama-port "$MOCK_OLLAMA_PORT" \
+        >"$RUN_DIR/mock.log" 2>&1 &
     MOCK_PID=$!
     PIDS="$PIDS $MOCK_PID"; record_state
     wait_for "mock backend" "$MOCK_PID" "http://127.0.0.1:$MOCK_PORT/_mock/health"
+    wait_for "mock backend (ollama port)" "$MOCK_PID" "http://127.0.0.1:$MOCK_OLLAMA_PORT/_mock/health"
 }
 
 # start_gatekeeper [NAME=VALUE…]: extra environment for gatekeeper.
 # shellcheck disable=SC2120  # e2e/run_nginx_smoke.sh passes some
 start_gatekeeper() {
-    env GATEKEEPER_CONFIG="$REPO/e2e/policy.toml" \
+    local redis=()
+    if [ "$E2E_REDIS" != 0 ]; then
+        redis=(GATEKEEPER_REDIS_URL="$REDIS_URL" GATEKEEPER_REDIS_PREFIX="$REDIS_PREFIX")
+    fi
+    env -u GATEKEEPER_REDIS_URL GATEKEEPER_CONFIG="$REPO/e2e/policy.toml" \
         GATEKEEPER_LISTEN="127.0.0.1:$GK_PORT" \
         GATEKEEPER_ADMIN_LISTEN="127.0.0.1:$GK_ADMIN_PORT" \
-        GATEKEEPER_REDIS_URL="$REDIS_URL" \
-        GATEKEEPER_REDIS_PREFIX="$REDIS_PREFIX" \
+        "${redis[@]}" \
         GATEKEEPER_LOG_FORMAT=json \
         GATEKEEPER_LOG_LEVEL="${GATEKEEPER_LOG_LEVEL:-debug}" \
         "$@" "$GATEKEEPER_BIN" serve >"$GK_LOG" 2>&1 &
@@ -191,17 +242,23 @@ start_gatekeeper() {
     wait_for gatekeeper "$GK_PID" "http://127.0.0.1:$GK_ADMIN_PORT/readyz"
 }
 
-start_nginx() {
-    local out
-    out=$(nginx -t -q -p "$RUN_DIR/" -c "$RUN_DIR/conf/nginx.conf" 2>&1) \
-        || die "nginx -t failed:
+# start_nginx_in DIR: one nginx on the prefix directory DIR; sets NGINX_PID.
+start_nginx_in() {
+    local dir=$1 out
+    out=$(nginx -t -q -p "$dir/" -c "$dir/conf/nginx.conf" 2>&1) \
+        || die "nginx -t failed ($dir):
 $out"
-    nginx -p "$RUN_DIR/" -c "$RUN_DIR/conf/nginx.conf" -g 'daemon off;' \
-        >"$RUN_DIR/nginx.out" 2>&1 &
+    nginx -p "$dir/" -c "$dir/conf/nginx.conf" -g 'daemon off;' >"$dir/nginx.out" 2>&1 &
     NGINX_PID=$!
     PIDS="$PIDS $NGINX_PID"; record_state
+}
+
+start_nginx() {
+    start_nginx_in "$RUN_DIR"
     wait_for "nginx (openai site)" "$NGINX_PID" "http://127.0.0.1:$OPENAI_PORT/" any
     wait_for "nginx (ollama site)" "$NGINX_PID" "http://127.0.0.1:$OLLAMA_PORT/" any
+    start_nginx_in "$RUN_DIR/shared"
+    wait_for "nginx (both sites on one listener)" "$NGINX_PID" "http://127.0.0.1:$SHARED_PORT/" any
 }
 
 # ── main ────────────────────────────────────────────────────────────────────
@@ -209,7 +266,7 @@ $out"
 # Makes the run directory and the names of what this run starts (RUN_DIR,
 # REDIS_PREFIX, GK_LOG, PIDS), recorded in $STATE; installs the exit trap.
 new_run() {
-    for port in $OPENAI_PORT $OLLAMA_PORT $MOCK_PORT $GK_PORT $GK_ADMIN_PORT; do
+    for port in $OPENAI_PORT $OLLAMA_PORT $SHARED_PORT $MOCK_PORT $MOCK_OLLAMA_PORT $GK_PORT $GK_ADMIN_PORT; do
         port_free "$port" || die "127.0.0.1:$port is in use by another program"
     done
     RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/gatekeeper-e2e.XXXXXX")
@@ -242,12 +299,13 @@ main() {
     stop_recorded                   # a previous kept (or interrupted) run
 
     ensure_nginx
-    ensure_redis
+    [ "$E2E_REDIS" = 0 ] || ensure_redis
     ensure_venv
     build_gatekeeper
 
     new_run
-    log "starting the stack in $RUN_DIR"
+    build_godecode
+    log "starting the stack in $RUN_DIR$([ "$E2E_REDIS" = 0 ] && echo ' (no Redis)')"
     prepare_run_dir
     start_mock
     start_gatekeeper
@@ -255,19 +313,28 @@ main() {
 
     export E2E_OPENAI_BASE="http://127.0.0.1:$OPENAI_PORT/v1"
     export E2E_OLLAMA_BASE="http://127.0.0.1:$OLLAMA_PORT"
+    export E2E_SHARED_BASE="http://127.0.0.1:$SHARED_PORT"
     export E2E_MOCK="http://127.0.0.1:$MOCK_PORT"
+    export E2E_MOCK_OLLAMA="http://127.0.0.1:$MOCK_OLLAMA_PORT"
+    export E2E_REDIS
     export E2E_GK_ADMIN="http://127.0.0.1:$GK_ADMIN_PORT"
     export E2E_GK_AUTHZ="127.0.0.1:$GK_PORT"
     export E2E_NGINX_ERROR_LOG="$RUN_DIR/error.log"
+    export E2E_SHARED_NGINX_ERROR_LOG="$RUN_DIR/shared/error.log"
     export E2E_GK_LOG="$GK_LOG"
     export E2E_OPERATOR_KEY="$OPERATOR_KEY"
-    export E2E_REDIS_PREFIX="$REDIS_PREFIX"
+    if [ "$E2E_REDIS" = 0 ]; then export E2E_REDIS_PREFIX=""; else export E2E_REDIS_PREFIX="$REDIS_PREFIX"; fi
 
-    log "pytest -q e2e $*"
+    # Files or directories among the arguments: run those; else all of e2e/.
+    local what=(e2e) arg
+    for arg in "$@"; do
+        case "$arg" in -*) ;; *) [ -e "${arg%%::*}" ] && what=() ;; esac
+    done
+    log "pytest -q ${what[*]} $*"
     local rc=0
-    "$VENV/bin/python" -m pytest -q e2e "$@" || rc=$?
+    "$VENV/bin/python" -m pytest -q "${what[@]}" "$@" || rc=$?
     if [ "$rc" != 0 ]; then
-        printf '\nlogs: %s/{error.log,access.log,gatekeeper.log,mock.log}%s\n' "$RUN_DIR" \
+        printf '\nlogs: %s/{error.log,access.log,shared/error.log,shared/access.log,gatekeeper.log,mock.log}%s\n' "$RUN_DIR" \
             "$([ "${E2E_KEEP:-}" = 1 ] || echo ' (removed on exit; E2E_KEEP=1 keeps them)')"
     fi
     return "$rc"
