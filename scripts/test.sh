@@ -76,13 +76,8 @@ cargo clippy --locked --all-targets -- -D warnings
 log "dependencies: licences, bans, sources (cargo deny; deny.toml)"
 ensure_cargo_deny
 cargo deny check licenses bans sources
-# The RustSec advisory database comes from GitHub, which this project's
-# machines may not reach: checked when it can be fetched, reported when not.
-if timeout 15 git ls-remote -q https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then
-  cargo deny check advisories
-else
-  echo "advisories: the RustSec database (github.com) is unreachable from here; not checked"
-fi
+log "dependencies: RustSec advisories (offline, against ../shared/advisory-db)"
+bash scripts/advisories.sh
 
 log "cargo test"
 cargo test --locked --all-targets
@@ -92,6 +87,10 @@ cargo bench --locked --no-run
 
 log "end to end through real nginx (scripts/e2e.sh)"
 bash scripts/e2e.sh
+
+log "the adversarial suite again, gatekeeper without Redis (in-process limits and nonces)"
+E2E_REDIS=0 bash scripts/e2e.sh e2e/test_attack_site.py e2e/test_attack_wire.py \
+    e2e/test_attack_models.py e2e/test_attack_credentials.py
 
 log "nginx outage smoke: gatekeeper's own 503 and gatekeeper down (e2e/run_nginx_smoke.sh)"
 bash e2e/run_nginx_smoke.sh
