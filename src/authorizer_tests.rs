@@ -210,6 +210,60 @@ async fn model_checks_need_the_body_and_a_matching_model() {
     }
 }
 
+#[tokio::test]
+async fn every_model_a_request_names_is_checked_wherever_it_names_it() {
+    let (_, a) = setup();
+    let bearer = format!("Bearer {KEY}");
+    let post = |uri: &'static str, body: &'static [u8]| {
+        let (a, bearer) = (&a, bearer.clone());
+        async move {
+            let length = body.len().to_string();
+            decide(a, "POST", uri, &bearer, Some(body), &length).await
+        }
+    };
+    assert!(post("/v1/chat", BODY).await.is_allow());
+    assert!(post("/v1/chat?model=llama3:70b", BODY).await.is_allow());
+    for (uri, body) in [
+        (
+            "/v1/chat",
+            &br#"{"model":"llama3:8b","Model":"mistral"}"#[..],
+        ),
+        ("/v1/chat", br#"{"model":"llama3:8b","model":"mistral"}"#),
+        ("/v1/chat", br#"{"model":"llama3:8b"} {"model":"mistral"}"#),
+        ("/v1/chat", br#"{"model":"llama3.evil.example/ns/m"}"#),
+        ("/v1/chat?model=mistral", BODY),
+        ("/v1/chat?a=1&mod%65l=mistral", BODY),
+        ("/v1/models/mistral", BODY),
+    ] {
+        assert_eq!(
+            post(uri, body).await.reason(),
+            Reason::ModelNotAllowed,
+            "{uri} {}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_on_a_get_is_checked_and_a_get_without_one_is_not() {
+    let (_, a) = setup();
+    let forbidden: &[u8] = br#"{"model":"mistral"}"#;
+    let auth = hmac("GET", "/v1/chat", NOW, "get-1", forbidden);
+    let d = decide(&a, "GET", "/v1/chat", &auth, Some(forbidden), "19").await;
+    assert_eq!(d.reason(), Reason::ModelNotAllowed);
+    let auth = hmac("GET", "/v1/chat", NOW, "get-2", forbidden);
+    let d = decide(&a, "GET", "/v1/chat", &auth, None, "19").await;
+    assert_eq!(d.reason(), Reason::BodyRequired);
+    let auth = hmac("GET", "/v1/chat", NOW, "get-3", b"");
+    assert!(decide(&a, "GET", "/v1/chat", &auth, Some(b""), "")
+        .await
+        .is_allow());
+    let auth = hmac("GET", "/v1/chat", NOW, "get-4", b"");
+    assert!(decide(&a, "GET", "/v1/chat", &auth, None, "")
+        .await
+        .is_allow());
+}
+
 /// A key store whose outage the test switches on and off.
 struct FakeStore {
     key: KeyRecord,
