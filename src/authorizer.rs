@@ -302,9 +302,7 @@ impl Authorizer {
         let who = match self.authenticate(&policy, accepts, req).await {
             Ok(who) => who,
             Err(reason) => {
-                if let (Some(source), true) = (&source, counts_as_failure(reason)) {
-                    self.record_failure(source).await;
-                }
+                self.count_failure(source.as_ref(), reason).await;
                 return Decision::Deny(deny(reason));
             }
         };
@@ -320,9 +318,7 @@ impl Authorizer {
             Err(reason) => {
                 // A revoked or expired key is a wrong credential like an
                 // unknown one: it counts against its source address.
-                if let (Some(source), true) = (&source, counts_as_failure(reason)) {
-                    self.record_failure(source).await;
-                }
+                self.count_failure(source.as_ref(), reason).await;
                 return with_identity(deny(reason));
             }
         };
@@ -396,6 +392,13 @@ impl Authorizer {
             None => self.throttle.local.peek(&charge, self.clock.mono_nanos()),
         };
         verdict.map_err(|denied| denied.retry_after_secs.max(1))
+    }
+
+    /// Counts `reason` against `source` when it is a wrong credential.
+    async fn count_failure(&self, source: Option<&LimitKey>, reason: Reason) {
+        if let (Some(source), true) = (source, counts_as_failure(reason)) {
+            self.record_failure(source).await;
+        }
     }
 
     /// Counts one failed credential from `source`.
