@@ -9,6 +9,8 @@
 //! only. Model management belongs on routes of its own, granted on purpose;
 //! a grant on such a dedicated route (`/api/pull`) is not warned about.
 
+use std::collections::HashMap;
+
 use super::model::{Document, Method, MethodRule, Route};
 
 /// Ollama's model-management calls, as a route sees them.
@@ -34,10 +36,11 @@ const INFERENCE: [&str; 4] = [
 /// One sentence per grant with a model list that opens model management
 /// on a route that also serves inference.
 pub fn warnings(doc: &Document) -> Vec<String> {
-    let route = |id: &str| doc.routes.iter().find(|r| &*r.id == id);
+    // By id, once: a file may hold 100,000 routes.
+    let routes: HashMap<&str, &Route> = doc.routes.iter().map(|r| (&*r.id, r)).collect();
     let mut out = Vec::new();
     for grant in doc.grants.iter().filter(|g| g.models.is_some()) {
-        let Some(route) = route(&grant.route_id) else {
+        let Some(route) = routes.get(&*grant.route_id) else {
             continue;
         };
         if !INFERENCE.iter().any(|path| route.path.covers(path)) {
