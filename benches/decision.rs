@@ -17,8 +17,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion};
 use tokio::runtime::Runtime;
 
-use gatekeeper::authorizer::{Authorizer, Settings, SystemClock};
-use gatekeeper::basic::BasicVerifier;
+use gatekeeper::clock::SystemClock;
 use gatekeeper::core::apikey;
 use gatekeeper::core::decision::{Decision, Reason};
 use gatekeeper::core::glob::Glob;
@@ -31,6 +30,8 @@ use gatekeeper::core::path::normalise;
 use gatekeeper::core::policy::Policy;
 use gatekeeper::core::request::{AuthRequest, RawRequest};
 use gatekeeper::core::routes::RouteTable;
+use gatekeeper::decide::{Authorizer, Settings};
+use gatekeeper::state::bcrypt::BasicVerifier;
 
 /// Service domains with an `/api/*` and a `/v1/chat/completions` route each.
 const SERVICES: usize = 450;

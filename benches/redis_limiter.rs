@@ -11,7 +11,7 @@ use deadpool_redis::redis::{self, AsyncCommands};
 use deadpool_redis::{Connection, Runtime};
 use gatekeeper::core::limiter::{Charge, LimitKey};
 use gatekeeper::core::model::Limit;
-use gatekeeper::shared::limiter::{Mode, RedisLimiter};
+use gatekeeper::state::redis::limiter_script::{Mode, RedisLimiter};
 use tokio::runtime::Runtime as Tokio;
 
 /// A limit no benchmark run can exhaust: T = 1 µs, a second of burst.

@@ -30,11 +30,11 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use gatekeeper::cache::TtlCache;
 use gatekeeper::core::apikey::{self, KeyForm};
 use gatekeeper::core::model::Digest;
 use gatekeeper::core::policy::Policy;
 use gatekeeper::core::signature;
+use gatekeeper::state::ttl_cache::TtlCache;
 
 const DEFAULT_SAMPLES: usize = 100_000;
 const SMOKE_SAMPLES: usize = 2_000;
@@ -337,7 +337,7 @@ fn policy_with(keys: &[apikey::GeneratedKey]) -> Policy {
             k.public_id, k.digest
         );
     }
-    let doc = gatekeeper::file::parse_document(&toml, &|_| None, Path::new("."))
+    let doc = gatekeeper::sources::file_format::parse_document(&toml, &|_| None, Path::new("."))
         .unwrap_or_else(|e| panic!("the timing policy is valid: {e}"));
     Policy::build(doc).expect("the timing policy builds")
 }

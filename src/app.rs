@@ -16,18 +16,22 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::audit::{Audit, AuditSink};
-use crate::authorizer::{Authorizer, Clock, Settings};
-use crate::basic::BasicVerifier;
+use crate::clock::Clock;
 use crate::config::{Config, Listen};
 use crate::core::limiter::LocalLimiter;
 use crate::core::policy::Policy;
-use crate::db::keys::TieredKeys;
-use crate::db::seal::MasterKey;
-use crate::db::source::{PgKeys, PgSource};
-use crate::http::admin::{self, AdminState, ReloadStatus};
+use crate::core::seal::MasterKey;
+use crate::decide::{Authorizer, Settings};
+use crate::http::admin::{self, AdminState};
 use crate::http::authz::{self, AuthzState};
-use crate::reload::{now_rfc3339, publish_counts, Reloader};
-use crate::shared::Redis;
+use crate::sources::file::Reloader;
+use crate::sources::postgres::PgSource;
+use crate::sources::status::ReloadStatus;
+use crate::sources::{now_rfc3339, publish_counts};
+use crate::state::bcrypt::BasicVerifier;
+use crate::state::keys::PgKeys;
+use crate::state::keys::TieredKeys;
+use crate::state::redis::Redis;
 
 /// Where the policy comes from, and so what keeps it current.
 pub enum Source {
@@ -151,7 +155,7 @@ impl App {
                 status,
                 reload_interval: config.db_reload_interval,
                 usage_interval: config.last_used_interval,
-                hangup: crate::reload::hangup_signal(),
+                hangup: crate::sources::hangup_signal(),
             }),
         });
         Ok(App {

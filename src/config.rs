@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::core::model::Limit;
-use crate::db::seal::MasterKey;
+use crate::core::seal::MasterKey;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7843";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7844";

@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use gatekeeper::cli::{self, Cli, Command, ImportCommand, KeyCommand, SecretCommand};
-use gatekeeper::manage;
+mod commands;
+
+use commands::manage;
+use commands::{self as cli, Cli, Command, ImportCommand, KeyCommand, SecretCommand};
 
 /// mimalloc instead of glibc's malloc: a decision makes a few dozen small,
 /// short-lived allocations (HTTP buffers, headers, Redis frames), and
@@ -29,15 +31,15 @@ fn main() -> ExitCode {
         Command::Healthcheck => run_async(cli::healthcheck()),
         Command::Migrate => run_async(cli::migrate()),
         Command::Import(ImportCommand::ApiGatekeeper { from, apply, json }) => {
-            run_async(gatekeeper::import_cli::run(&from, apply, json))
+            run_async(commands::import::run(&from, apply, json))
         }
         Command::Apply {
             file,
             dry_run,
             prune,
             json,
-        } => run_async(gatekeeper::apply::run(&file, dry_run, prune, json)),
-        Command::Audit(cmd) => run_async(gatekeeper::audit::command(cmd)),
+        } => run_async(commands::apply::run(&file, dry_run, prune, json)),
+        Command::Audit(cmd) => run_async(commands::audit::run(cmd)),
         Command::Serve { config } => run_async(cli::serve(config)),
     }
 }

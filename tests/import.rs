@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatekeeper::authorizer::{Authorizer, Clock, Settings};
-use gatekeeper::basic::BasicVerifier;
+use gatekeeper::clock::Clock;
 use gatekeeper::core::decision::{Decision, Deny, Reason};
 use gatekeeper::core::limiter::LocalLimiter;
 use gatekeeper::core::model::{
@@ -21,7 +20,9 @@ use gatekeeper::core::model::{
 use gatekeeper::core::policy::Policy;
 use gatekeeper::core::request::{AuthRequest, RawRequest};
 use gatekeeper::core::signature;
-use gatekeeper::db::import::{read_api_gatekeeper, Import, ImportError, STATEMENTS};
+use gatekeeper::decide::{Authorizer, Settings};
+use gatekeeper::import::{read_api_gatekeeper, Import, ImportError, STATEMENTS};
+use gatekeeper::state::bcrypt::BasicVerifier;
 use pg::TestDb;
 
 const SCHEMA: &str = include_str!("fixtures/api_gatekeeper_schema.sql");

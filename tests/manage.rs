@@ -9,14 +9,9 @@ mod pg;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
 use common::{poll_until, Gatekeeper, Req};
 use gatekeeper::core::model::Digest;
-use gatekeeper::db::seal::{self, MasterKey};
-use gatekeeper::manage::{
-    run_client, run_grant, run_key, run_limit, run_route, ClientCommand, GrantCommand, KeyCommand,
-    LimitCommand, ManageError, RouteCommand,
-};
+use gatekeeper::core::seal::{self, MasterKey};
 use pg::TestDb;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -24,50 +19,50 @@ use time::OffsetDateTime;
 
 const MASTER_KEY_HEX: &str = "4242424242424242424242424242424242424242424242424242424242424242";
 
-/// The management commands as the binary will parse them.
-#[derive(Parser)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
+/// What a failed command left behind: its exit code and its message.
+#[derive(Debug)]
+struct Failure {
+    code: Option<i32>,
+    stderr: String,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    #[command(subcommand)]
-    Route(RouteCommand),
-    #[command(subcommand)]
-    Client(ClientCommand),
-    #[command(subcommand)]
-    Key(KeyCommand),
-    #[command(subcommand)]
-    Grant(GrantCommand),
-    #[command(subcommand)]
-    Limit(LimitCommand),
+impl Failure {
+    fn exit_code(&self) -> i32 {
+        self.code.unwrap_or(-1)
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.stderr)
+    }
 }
 
 /// Runs `gatekeeper ARGS…` against `db` and returns what it printed.
-async fn gk(db: &TestDb, args: &[&str]) -> Result<String, ManageError> {
+async fn gk(db: &TestDb, args: &[&str]) -> Result<String, Failure> {
     gk_with(db, args, Some(MASTER_KEY_HEX), b"").await
 }
 
+/// The real binary, with `db` as GATEKEEPER_DATABASE_URL and `stdin`.
 async fn gk_with(
     db: &TestDb,
     args: &[&str],
     master_key: Option<&str>,
     stdin: &[u8],
-) -> Result<String, ManageError> {
-    let argv = std::iter::once("gatekeeper").chain(args.iter().copied());
-    let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    let mut out = Vec::new();
-    let url = db.url.as_str();
-    match cli.command {
-        Command::Route(c) => run_route(c, url, &mut out).await,
-        Command::Client(c) => run_client(c, url, master_key, &mut &stdin[..], &mut out).await,
-        Command::Key(c) => run_key(c, url, &mut out).await,
-        Command::Grant(c) => run_grant(c, url, &mut out).await,
-        Command::Limit(c) => run_limit(c, url, &mut out).await,
-    }?;
-    Ok(String::from_utf8(out).expect("UTF-8 output"))
+) -> Result<String, Failure> {
+    let mut env = vec![("GATEKEEPER_DATABASE_URL", db.url.as_str())];
+    if let Some(key) = master_key {
+        env.push(("GATEKEEPER_MASTER_KEY", key));
+    }
+    let out = common::run(args, &env, Some(stdin));
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    match out.status.success() {
+        true => Ok(stdout),
+        false => Err(Failure {
+            code: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }),
+    }
 }
 
 async fn gk_json(db: &TestDb, args: &[&str]) -> Value {
@@ -83,7 +78,7 @@ async fn gk_ok(db: &TestDb, args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
-async fn gk_err(db: &TestDb, args: &[&str]) -> ManageError {
+async fn gk_err(db: &TestDb, args: &[&str]) -> Failure {
     match gk(db, args).await {
         Ok(out) => panic!("{args:?} succeeded: {out}"),
         Err(e) => e,

@@ -12,7 +12,7 @@ use deadpool_redis::{Connection, Pool, Runtime};
 use gatekeeper::core::decision::RateInfo;
 use gatekeeper::core::limiter::{distinct, Charge, LimitKey, LocalLimiter, RateDenied};
 use gatekeeper::core::model::Limit;
-use gatekeeper::shared::limiter::{Ask, Mode, RedisLimiter};
+use gatekeeper::state::redis::limiter_script::{Ask, Mode, RedisLimiter};
 
 type Outcome = Result<Option<RateInfo>, RateDenied>;
 

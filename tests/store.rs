@@ -15,7 +15,7 @@ use gatekeeper::core::model::{
     GrantMethods, KeyRecord, KeyStatus, Limit, Method, MethodRule, PathPattern, Route, Secret,
 };
 use gatekeeper::core::policy::Policy;
-use gatekeeper::db::seal::{self, MasterKey};
+use gatekeeper::core::seal::{self, MasterKey};
 use gatekeeper::db::store::{self, NewClient, StoreError};
 use pg::TestDb;
 use tokio::sync::mpsc;

@@ -8,7 +8,7 @@ use tokio_postgres::GenericClient;
 use super::diff::{Op, SecretColumn};
 use super::ApplyError;
 use crate::core::model::Client;
-use crate::db::seal::{self, MasterKey};
+use crate::core::seal::{self, MasterKey};
 use crate::db::store::{self, NewClient, StoreError};
 
 /// A key's new owner or digest, in one statement.

@@ -19,16 +19,15 @@ macro_rules! select_rows {
 }
 
 /// The latest `$1` rows, newest first (printed reversed).
-pub(super) const SELECT_LATEST: &str = concat!(select_rows!(), " ORDER BY id DESC LIMIT $1");
+pub const SELECT_LATEST: &str = concat!(select_rows!(), " ORDER BY id DESC LIMIT $1");
 
 /// Rows written since the last one printed. Ids follow insertion, so a
 /// batch of another replica committed late, with lower ids, can be missed
 /// by `--follow`: it is a view, `query` is the record.
-pub(super) const SELECT_AFTER: &str =
-    concat!(select_rows!(), " WHERE id > $1 ORDER BY id LIMIT 10000");
+pub const SELECT_AFTER: &str = concat!(select_rows!(), " WHERE id > $1 ORDER BY id LIMIT 10000");
 
 /// A filter left NULL matches everything; newest first (printed reversed).
-pub(super) const SELECT_MATCHING: &str = concat!(
+pub const SELECT_MATCHING: &str = concat!(
     select_rows!(),
     " WHERE ($1::text IS NULL OR client_id = $1)
    AND ($2::timestamptz IS NULL OR at >= $2)
@@ -56,7 +55,7 @@ pub struct AuditRow {
 }
 
 impl AuditRow {
-    pub(super) fn of(row: &Row) -> Result<AuditRow, tokio_postgres::Error> {
+    pub fn of(row: &Row) -> Result<AuditRow, tokio_postgres::Error> {
         Ok(AuditRow {
             id: row.try_get(0)?,
             at: row.try_get(1)?,
@@ -95,7 +94,7 @@ impl AuditRow {
     }
 }
 
-const HEADERS: [&str; 12] = [
+pub const HEADERS: [&str; 12] = [
     "AT",
     "DECISION",
     "REASON",
@@ -112,20 +111,26 @@ const HEADERS: [&str; 12] = [
 
 /// An aligned table that can grow: `--follow` prints the header once, then
 /// rows as they come, each column as wide as the widest seen so far.
-pub(super) struct Table {
+pub struct Table {
     widths: [usize; 12],
     header_printed: bool,
 }
 
+impl Default for Table {
+    fn default() -> Table {
+        Table::new()
+    }
+}
+
 impl Table {
-    pub(super) fn new() -> Table {
+    pub fn new() -> Table {
         Table {
             widths: HEADERS.map(str::len),
             header_printed: false,
         }
     }
 
-    pub(super) fn print(&mut self, out: &mut impl Write, rows: &[AuditRow]) -> std::io::Result<()> {
+    pub fn print(&mut self, out: &mut impl Write, rows: &[AuditRow]) -> std::io::Result<()> {
         let cells: Vec<[String; 12]> = rows.iter().map(AuditRow::cells).collect();
         for row in &cells {
             for (w, cell) in self.widths.iter_mut().zip(row) {

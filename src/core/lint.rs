@@ -80,7 +80,8 @@ mod tests {
     use super::*;
 
     fn lint(toml: &str) -> Vec<String> {
-        let doc = crate::file::parse_document(toml, &|_| None, Path::new(".")).expect("valid");
+        let doc = crate::sources::file_format::parse_document(toml, &|_| None, Path::new("."))
+            .expect("valid");
         warnings(&doc)
     }
 

@@ -16,4 +16,5 @@ pub mod path;
 pub mod policy;
 pub mod request;
 pub mod routes;
+pub mod seal;
 pub mod signature;

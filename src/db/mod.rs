@@ -5,11 +5,7 @@
 //! those live beside the code that runs them. A URL may carry a password, so
 //! nothing here ever prints one: errors name the host and database at most.
 
-pub mod import;
-pub mod keys;
 pub mod migrate;
-pub mod seal;
-pub mod source;
 pub mod store;
 
 use std::fmt::Write as _;

@@ -5,22 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::{web, HttpResponse};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Serialize;
 
-use crate::authorizer::Authorizer;
-use crate::shared::Redis;
-
-/// What the reloader last did, for `/readyz`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ReloadStatus {
-    pub source: String,
-    pub loaded_at: Option<String>,
-    pub last_error: Option<String>,
-    pub reloads: u64,
-    pub rejected: u64,
-    /// PostgreSQL mode: whether the LISTEN connection is up.
-    pub listener_connected: Option<bool>,
-}
+use crate::decide::Authorizer;
+use crate::sources::status::ReloadStatus;
+use crate::state::redis::Redis;
 
 pub struct AdminState {
     pub authorizer: Arc<Authorizer>,

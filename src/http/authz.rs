@@ -20,10 +20,10 @@ use actix_http::{
 use futures_util::StreamExt;
 
 use crate::audit::{AuditRecord, AuditSink, RequestFacts};
-use crate::authorizer::Authorizer;
 use crate::config::Cidr;
 use crate::core::decision::{Allow, Decision, Deny, RateInfo, Reason};
 use crate::core::request::{body_forwarded, AuthRequest, RawRequest};
+use crate::decide::Authorizer;
 
 pub struct AuthzState {
     pub authorizer: Arc<Authorizer>,

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use gatekeeper::core::model::{DomainPattern, MethodRule, PathPattern};
 use gatekeeper::core::policy::Policy;
-use gatekeeper::file::{parse_document, FileError, Summary};
+use gatekeeper::sources::file_format::{parse_document, FileError, Summary};
 
 /// The value of every `{ env = … }` secret the fixed environment knows.
 const ENV_SECRET: &str = "fuzz-env-secret-value";

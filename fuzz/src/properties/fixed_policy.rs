@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use gatekeeper::authorizer::{Authorizer, Settings, SystemClock};
-use gatekeeper::basic::BasicVerifier;
+use gatekeeper::clock::SystemClock;
 use gatekeeper::core::decision::{Decision, Reason};
 use gatekeeper::core::limiter::LocalLimiter;
 use gatekeeper::core::model::{
@@ -16,6 +15,8 @@ use gatekeeper::core::model::{
 };
 use gatekeeper::core::policy::Policy;
 use gatekeeper::core::request::{AuthRequest, RawRequest};
+use gatekeeper::decide::{Authorizer, Settings};
+use gatekeeper::state::bcrypt::BasicVerifier;
 
 /// The legacy key of client `team-a` in the fixed policy.
 pub const KEY: &str = "fuzz-legacy-key-team-a";

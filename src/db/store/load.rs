@@ -14,7 +14,7 @@ use super::{limit_from_columns, StoreError, Subject};
 use crate::core::model::{
     Client as PolicyClient, ClientStatus, Digest, Document, KeyRecord, KeyStatus, Secret,
 };
-use crate::db::seal::{self, MasterKey};
+use crate::core::seal::{self, MasterKey};
 
 pub(super) const SELECT_CLIENTS: &str = r#"
 SELECT c.id, c.name, c.status, l.count, l.window_secs, l.burst,

@@ -656,5 +656,5 @@ fn secret_from_file(path: &Path) -> Result<Secret, String> {
 }
 
 #[cfg(test)]
-#[path = "file_tests.rs"]
+#[path = "file_format_tests.rs"]
 mod tests;

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::core::model::Secret;
+use super::model::Secret;
 
 /// The format version written as the first byte of every sealed secret.
 const VERSION: u8 = 0x01;

@@ -9,9 +9,9 @@ use clap::{Args, Subcommand};
 
 use super::output::{json, or_dash, table};
 use super::{connect, exit_with, usage, ManageError};
-use crate::core::glob::Glob;
-use crate::core::model::{Grant, GrantMethods, Limit, Method};
-use crate::db::store::{self, GrantRow, LimitRow};
+use gatekeeper::core::glob::Glob;
+use gatekeeper::core::model::{Grant, GrantMethods, Limit, Method};
+use gatekeeper::db::store::{self, GrantRow, LimitRow};
 
 #[derive(Subcommand, Debug)]
 pub enum GrantCommand {

@@ -10,17 +10,12 @@ mod diff;
 mod text;
 mod write;
 
-use std::path::Path;
-use std::process::ExitCode;
-
 use serde::Serialize;
 use tokio_postgres::IsolationLevel;
 
-use crate::cli::{fail, EXIT_CONFIG, EXIT_DATA};
-use crate::config::Config;
 use crate::core::model::Document;
 use crate::core::policy::Policy;
-use crate::db::seal::{MasterKey, SealError};
+use crate::core::seal::{MasterKey, SealError};
 use crate::db::store::{self, StoreError};
 use crate::db::DbError;
 
@@ -92,16 +87,6 @@ impl From<StoreError> for ApplyError {
 impl From<tokio_postgres::Error> for ApplyError {
     fn from(e: tokio_postgres::Error) -> ApplyError {
         StoreError::from(e).into()
-    }
-}
-
-impl ApplyError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ApplyError::Invalid(_) => EXIT_DATA,
-            ApplyError::MasterKeyMissing { .. } => EXIT_CONFIG,
-            _ => 1,
-        }
     }
 }
 
@@ -177,63 +162,4 @@ pub fn render(plan: &Plan) -> String {
         out.push_str(&format!("  {} {}: {}\n", c.kind, c.id, c.detail));
     }
     out
-}
-
-/// `gatekeeper apply FILE [--dry-run] [--prune] [--json]`.
-pub async fn run(file: &Path, dry_run: bool, prune: bool, json: bool) -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    let Some(url) = config.database_url.clone() else {
-        return fail(
-            EXIT_CONFIG,
-            "GATEKEEPER_DATABASE_URL: set it to the database `apply` writes to",
-        );
-    };
-    let master_key = match config.sealing_key() {
-        Ok(key) => key,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    let doc = match crate::file::load(file) {
-        Ok(doc) => doc,
-        Err(errors) => {
-            return fail(
-                EXIT_DATA,
-                format!("{} is invalid:\n{errors}", file.display()),
-            )
-        }
-    };
-    match plan_and_apply(&url.0, &doc, master_key.as_ref(), dry_run, prune).await {
-        Ok(plan) if json => {
-            match serde_json::to_string(&plan) {
-                Ok(text) => println!("{text}"),
-                Err(e) => return fail(1, format!("cannot print the plan: {e}")),
-            }
-            ExitCode::SUCCESS
-        }
-        Ok(plan) => {
-            print!("{}", render(&plan));
-            let summary = format!(
-                "{} to create, {} to change, {} to delete",
-                plan.create.len(),
-                plan.update.len(),
-                plan.delete.len()
-            );
-            match (dry_run, plan.is_empty()) {
-                (_, true) => println!("nothing to change"),
-                (true, false) => println!("dry run: {summary}; nothing written"),
-                (false, false) => println!("applied: {summary}"),
-            }
-            ExitCode::SUCCESS
-        }
-        Err(ApplyError::Invalid(errors)) => fail(
-            EXIT_DATA,
-            format!("{} is invalid:\n{errors}", file.display()),
-        ),
-        Err(e @ ApplyError::MasterKeyMissing { .. }) => {
-            fail(EXIT_CONFIG, format!("GATEKEEPER_MASTER_KEY: {e}"))
-        }
-        Err(e) => fail(e.exit_code(), format!("apply failed, nothing written: {e}")),
-    }
 }

@@ -2,6 +2,11 @@
 //! generate`, `secret hash`, `sign`. Each command is a small function that
 //! returns an exit code; `main` only dispatches.
 
+pub mod apply;
+pub mod audit;
+pub mod import;
+pub mod manage;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,13 +15,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::Source;
-use crate::authorizer::SystemClock;
-use crate::config::{Config, SETTINGS};
-use crate::core::model::without_line_end;
-use crate::core::policy::Policy;
-use crate::core::{apikey, signature};
-use crate::file::Summary;
+use gatekeeper::app::Source;
+use gatekeeper::clock::SystemClock;
+use gatekeeper::config::{Config, SETTINGS};
+use gatekeeper::core::model::without_line_end;
+use gatekeeper::core::policy::Policy;
+use gatekeeper::core::{apikey, signature};
+use gatekeeper::sources::file_format::Summary;
 
 /// Invalid environment or flags.
 pub const EXIT_CONFIG: u8 = 64;
@@ -75,16 +80,16 @@ pub enum Command {
     Key(KeyCommand),
     /// Routes (PostgreSQL mode).
     #[command(subcommand)]
-    Route(crate::manage::RouteCommand),
+    Route(crate::commands::manage::RouteCommand),
     /// Clients and their secrets (PostgreSQL mode).
     #[command(subcommand)]
-    Client(crate::manage::ClientCommand),
+    Client(crate::commands::manage::ClientCommand),
     /// Grants (PostgreSQL mode).
     #[command(subcommand)]
-    Grant(crate::manage::GrantCommand),
+    Grant(crate::commands::manage::GrantCommand),
     /// Rate limits (PostgreSQL mode).
     #[command(subcommand)]
-    Limit(crate::manage::LimitCommand),
+    Limit(crate::commands::manage::LimitCommand),
     /// Client secrets.
     #[command(subcommand)]
     Secret(SecretCommand),
@@ -93,7 +98,7 @@ pub enum Command {
     /// Read the audit log (GATEKEEPER_AUDIT_DATABASE_URL, else
     /// GATEKEEPER_DATABASE_URL).
     #[command(subcommand)]
-    Audit(crate::audit::AuditCommand),
+    Audit(crate::commands::audit::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -104,7 +109,7 @@ pub enum KeyCommand {
         json: bool,
     },
     #[command(flatten)]
-    Manage(crate::manage::KeyCommand),
+    Manage(crate::commands::manage::KeyCommand),
 }
 
 #[derive(Subcommand)]
@@ -168,12 +173,12 @@ pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 pub fn check(file: &Path, json: bool) -> ExitCode {
-    let result = crate::file::load(file)
+    let result = gatekeeper::sources::file_format::load(file)
         .map_err(|e| e.to_string())
         .and_then(|doc| {
             let summary = Summary::of(&doc);
-            let warnings = crate::core::lint::warnings(&doc);
-            crate::core::policy::Policy::build(doc)
+            let warnings = gatekeeper::core::lint::warnings(&doc);
+            gatekeeper::core::policy::Policy::build(doc)
                 .map(|_| (summary, warnings))
                 .map_err(|e| e.to_string())
         });
@@ -294,7 +299,7 @@ pub async fn migrate() -> ExitCode {
         );
     }
     for (label, url) in targets {
-        match crate::db::migrate::run(&url).await {
+        match gatekeeper::db::migrate::run(&url).await {
             Ok(applied) if applied.is_empty() => println!("{label}the schema is up to date"),
             Ok(applied) => {
                 let list: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
@@ -344,7 +349,7 @@ pub async fn serve(config_flag: Option<PathBuf>) -> ExitCode {
     if config_flag.is_some() {
         config.file = config_flag;
     }
-    crate::logging::init(config.log_format, &config.log_level);
+    gatekeeper::logging::init(config.log_format, &config.log_level);
     let prepared = match config.database_url.clone() {
         Some(url) => postgres_source(&config, url.0).await,
         None => file_source(&config),
@@ -354,16 +359,16 @@ pub async fn serve(config_flag: Option<PathBuf>) -> ExitCode {
         Err((code, message)) => return fail(code, message),
     };
     if let Some(audit) = &config.audit {
-        if let Err(e) = crate::audit::check_database(audit).await {
+        if let Err(e) = gatekeeper::audit::check_database(audit).await {
             return fail(1, format!("{e:#}"));
         }
     }
-    let metrics = match crate::metrics::install() {
+    let metrics = match gatekeeper::metrics::install() {
         Ok(m) => m,
         Err(e) => return fail(1, format!("cannot set up metrics: {e}")),
     };
     let clock = Arc::new(SystemClock::default());
-    let app = match crate::app::App::build(config, source, policy, clock, metrics) {
+    let app = match gatekeeper::app::App::build(config, source, policy, clock, metrics) {
         Ok(app) => app,
         Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
     };
@@ -384,7 +389,7 @@ fn file_source(config: &Config) -> Prepared {
             "GATEKEEPER_CONFIG: set it (or --config) to the declarative file, or set GATEKEEPER_DATABASE_URL".into(),
         ));
     };
-    match crate::reload::load_policy(&file) {
+    match gatekeeper::sources::file::load_policy(&file) {
         Ok(policy) => Ok((Source::File(file), policy)),
         Err(errors) => Err((
             EXIT_DATA,
@@ -405,12 +410,12 @@ async fn postgres_source(config: &Config, url: String) -> Prepared {
     let master_key = config
         .sealing_key()
         .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-    crate::db::migrate::ensure_current(&url)
+    gatekeeper::db::migrate::ensure_current(&url)
         .await
         .map_err(|e| (1, format!("{e:#}")))?;
-    let pool =
-        crate::db::pool(&url, config.db_pool_size).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-    let policy = crate::db::source::load_policy(&pool, master_key.as_ref())
+    let pool = gatekeeper::db::pool(&url, config.db_pool_size)
+        .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let policy = gatekeeper::sources::postgres::load_policy(&pool, master_key.as_ref())
         .await
         .map_err(|e| (1, format!("cannot load the policy from PostgreSQL: {e:#}")))?;
     Ok((

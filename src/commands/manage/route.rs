@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 
 use super::output::{json, table};
 use super::{connect, exit_with, usage, ManageError};
-use crate::core::model::{valid_id, DomainPattern, Method, MethodRule, PathPattern, Route};
-use crate::db::store::{self, RouteRow};
+use gatekeeper::core::model::{valid_id, DomainPattern, Method, MethodRule, PathPattern, Route};
+use gatekeeper::db::store::{self, RouteRow};
 
 #[derive(Subcommand, Debug)]
 pub enum RouteCommand {
@@ -237,7 +237,7 @@ fn print_table(out: &mut impl Write, rows: &[RouteRow]) -> Result<(), ManageErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::model::CredentialType;
+    use gatekeeper::core::model::CredentialType;
 
     #[test]
     fn method_flags_read_public_alone_or_credential_sets() {

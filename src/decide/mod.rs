@@ -8,74 +8,31 @@
 //! time only through the `Clock` it was given.
 
 use std::borrow::Cow;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::Clock;
+use crate::state::{KeyStore, StoreUnavailable};
+
 use arc_swap::ArcSwap;
 
-use crate::basic::BasicVerifier;
-use crate::cache::TtlCache;
 use crate::config::RedisFailure;
 use crate::core::apikey::classify;
 use crate::core::credential::{extract, HmacParams, Presented};
 use crate::core::decision::RateInfo;
 use crate::core::decision::{Allow, Decision, Deny, Identity, Reason};
 use crate::core::limiter::{Charge, LimitKey, LocalLimiter, RateDenied};
-use crate::core::model::{CredentialSet, Digest, KeyRecord, Limit, MethodRule};
+use crate::core::model::{CredentialSet, Digest, Limit, MethodRule};
 use crate::core::policy::{check_presented, permit, Policy, Verified};
 use crate::core::request::{AuthRequest, Body};
 use crate::core::signature;
-use crate::nonce::{NonceOutcome, NonceStore};
-use crate::shared::batch::Batcher;
-use crate::shared::limiter::Mode;
-use crate::shared::{Redis, Unavailable};
-
-/// The time, injected so tests can move it.
-pub trait Clock: Send + Sync + 'static {
-    /// Wall-clock Unix seconds (key expiry, HMAC timestamps).
-    fn unix_secs(&self) -> i64;
-    /// Monotonic nanoseconds (rate limits).
-    fn mono_nanos(&self) -> u64;
-}
-
-pub struct SystemClock {
-    start: Instant,
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        SystemClock {
-            start: Instant::now(),
-        }
-    }
-}
-
-impl Clock for SystemClock {
-    fn unix_secs(&self) -> i64 {
-        time::OffsetDateTime::now_utc().unix_timestamp()
-    }
-
-    fn mono_nanos(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-}
-
-/// The store could not be asked (an outage): the decision fails closed.
-#[derive(Debug)]
-pub struct StoreUnavailable;
-
-pub type KeyLookup<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreUnavailable>> + Send + 'a>>;
-
-/// Where a key missing from the snapshot may still be found: in PostgreSQL
-/// mode, a key created since the last reload. Only misses ask it, so the
-/// hot path never waits on the database for a known key.
-pub trait KeyStore: Send + Sync + 'static {
-    fn find_key(&self, digest: Digest) -> KeyLookup<'_>;
-}
+use crate::state::bcrypt::BasicVerifier;
+use crate::state::nonces::{NonceOutcome, NonceStore};
+use crate::state::redis::batch::Batcher;
+use crate::state::redis::limiter_script::Mode;
+use crate::state::redis::{Redis, Unavailable};
+use crate::state::ttl_cache::TtlCache;
 
 /// How long a snapshot may go without confirmation from its source before
 /// credentialed requests are refused with `store_unavailable`.
@@ -639,5 +596,4 @@ fn identity_of(who: &Verified<'_>) -> Identity {
 }
 
 #[cfg(test)]
-#[path = "authorizer_tests.rs"]
 mod tests;

@@ -6,10 +6,10 @@
 
 use std::process::ExitCode;
 
-use crate::apply::{plan_and_apply, render, ApplyError};
-use crate::cli::{fail, EXIT_CONFIG};
-use crate::config::Config;
-use crate::db::import::{read_api_gatekeeper, Import, Report};
+use crate::commands::{fail, EXIT_CONFIG, EXIT_DATA};
+use gatekeeper::apply::{plan_and_apply, render, ApplyError};
+use gatekeeper::config::Config;
+use gatekeeper::import::{read_api_gatekeeper, Import, Report};
 
 pub async fn run(from: &str, apply: bool, json: bool) -> ExitCode {
     let config = match Config::from_env() {
@@ -57,16 +57,16 @@ pub async fn run(from: &str, apply: bool, json: bool) -> ExitCode {
         Err(e @ ApplyError::MasterKeyMissing { .. }) => {
             fail(EXIT_CONFIG, format!("GATEKEEPER_MASTER_KEY: {e}"))
         }
-        Err(e) => fail(
-            e.exit_code(),
-            format!("import failed, nothing written: {e}"),
-        ),
+        Err(e @ ApplyError::Invalid(_)) => {
+            fail(EXIT_DATA, format!("import failed, nothing written: {e}"))
+        }
+        Err(e) => fail(1, format!("import failed, nothing written: {e}")),
     }
 }
 
 /// One consistent view of the four predecessor tables.
 async fn read(from: &str) -> Result<Import, String> {
-    let (mut client, connection) = crate::db::connect(from)
+    let (mut client, connection) = gatekeeper::db::connect(from)
         .await
         .map_err(|e| format!("--from: {e}"))?;
     let result = async {

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::limiter::{Ask, Mode, Outcome, RedisLimiter};
+use super::limiter_script::{Ask, Mode, Outcome, RedisLimiter};
 use super::{Redis, Unavailable};
 use crate::core::limiter::Charge;
 

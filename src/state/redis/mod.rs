@@ -18,8 +18,8 @@
 //! of the pool, and keeps it until a failure.
 
 pub mod batch;
-pub mod keys;
-pub mod limiter;
+pub mod key_cache;
+pub mod limiter_script;
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -17,14 +17,14 @@ use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::AsyncMessage;
 
-use crate::authorizer::{Authorizer, KeyLookup, KeyStore, StoreUnavailable};
 use crate::core::model::Digest;
 use crate::core::policy::Policy;
-use crate::db::keys::TieredKeys;
-use crate::db::seal::MasterKey;
+use crate::core::seal::MasterKey;
 use crate::db::store;
-use crate::http::admin::ReloadStatus;
-use crate::reload::{install, recv_hangup};
+use crate::decide::Authorizer;
+use crate::sources::status::ReloadStatus;
+use crate::sources::{install, recv_hangup};
+use crate::state::keys::TieredKeys;
 
 /// The channel the triggers notify on.
 pub const CHANNEL: &str = "gatekeeper";
@@ -39,36 +39,6 @@ pub async fn load_policy(pool: &Pool, key: Option<&MasterKey>) -> anyhow::Result
     // Keys are not part of it: they are looked up per request (`db::keys`).
     let doc = store::load_serving_snapshot(&mut client, key).await?;
     Ok(Policy::build(doc)?)
-}
-
-/// Finds a key in the database: the last layer of `db::keys`.
-pub struct PgKeys {
-    pool: Pool,
-}
-
-impl PgKeys {
-    pub fn new(pool: Pool) -> PgKeys {
-        PgKeys { pool }
-    }
-}
-
-impl KeyStore for PgKeys {
-    fn find_key(&self, digest: Digest) -> KeyLookup<'_> {
-        Box::pin(async move {
-            let client = self.pool.get().await.map_err(|_| StoreUnavailable)?;
-            // Prepared once per pooled connection, then one round trip.
-            let statement = client.prepare_cached(store::FIND_KEY).await.map_err(|e| {
-                tracing::warn!(error = %e, "cannot prepare the key look-up");
-                StoreUnavailable
-            })?;
-            store::find_key_with(&**client, &statement, &digest)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "key look-up failed");
-                    StoreUnavailable
-                })
-        })
-    }
 }
 
 /// One notification, as far as a replica cares.
@@ -111,7 +81,7 @@ pub struct PgSource {
     pub reload_interval: Duration,
     /// How often key uses are written to `last_used_at`.
     pub usage_interval: Duration,
-    /// SIGHUP: a full reload (`crate::reload::hangup_signal`, installed
+    /// SIGHUP: a full reload (`crate::sources::file::hangup_signal`, installed
     /// when the source is built, before the listeners answer).
     pub hangup: Option<tokio::signal::unix::Signal>,
 }

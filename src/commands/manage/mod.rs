@@ -18,15 +18,15 @@ mod route;
 
 use std::process::ExitCode;
 
-use crate::cli::{fail, EXIT_CONFIG};
-use crate::config::{Config, ConfigError};
-use crate::db::store::StoreError;
-use crate::db::{self, DbError};
+use crate::commands::{fail, EXIT_CONFIG};
+use gatekeeper::config::{Config, ConfigError};
+use gatekeeper::db::store::StoreError;
+use gatekeeper::db::{self, DbError};
 
-pub use client::{client, run_client, ClientCommand, ClientSecretCommand};
-pub use grant::{grant, limit, run_grant, run_limit, GrantCommand, LimitCommand};
-pub use key::{key, run_key, KeyCommand};
-pub use route::{route, run_route, RouteCommand};
+pub use client::{client, ClientCommand};
+pub use grant::{grant, limit, GrantCommand, LimitCommand};
+pub use key::{key, KeyCommand};
+pub use route::{route, RouteCommand};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {

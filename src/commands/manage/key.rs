@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 
 use super::output::{json, or_dash, table};
 use super::{connect, exit_with, usage, ManageError};
-use crate::core::apikey;
-use crate::core::model::{KeyRecord, KeyStatus};
-use crate::db::store::{self, KeyRow};
+use gatekeeper::core::apikey;
+use gatekeeper::core::model::{KeyRecord, KeyStatus};
+use gatekeeper::db::store::{self, KeyRow};
 
 /// How long a rotated key keeps working unless `--grace` says otherwise.
 pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -181,7 +181,7 @@ fn parse_grace(text: &str) -> Result<Duration, ManageError> {
         .and_then(|n| n.parse::<u64>().ok())
         .and_then(|n| n.checked_mul(86_400))
         .map(Duration::from_secs);
-    days.or_else(|| crate::config::parse_duration(text))
+    days.or_else(|| gatekeeper::config::parse_duration(text))
         .filter(|d| !d.is_zero())
         .ok_or_else(|| {
             usage(format!(

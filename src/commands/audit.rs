@@ -12,11 +12,11 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_postgres::{Client, Row};
 
-use super::rows::{AuditRow, Table, SELECT_AFTER, SELECT_LATEST, SELECT_MATCHING};
+use gatekeeper::audit::rows::{AuditRow, Table, SELECT_AFTER, SELECT_LATEST, SELECT_MATCHING};
 
-use crate::cli::{fail, EXIT_CONFIG};
-use crate::config::Config;
-use crate::core::decision::Reason;
+use crate::commands::{fail, EXIT_CONFIG};
+use gatekeeper::config::Config;
+use gatekeeper::core::decision::Reason;
 
 /// How often `tail --follow` asks for new rows.
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
@@ -154,7 +154,7 @@ fn database_url() -> Result<String, Failure> {
 }
 
 async fn connect(url: &str) -> Result<Client, Failure> {
-    let (client, _task) = crate::db::connect(url).await.map_err(|e| {
+    let (client, _task) = gatekeeper::db::connect(url).await.map_err(|e| {
         let mut text = e.to_string();
         if let Some(source) = std::error::Error::source(&e) {
             text.push_str(&format!(": {source}"));
@@ -183,7 +183,7 @@ fn parse_since(text: &str, now: SystemTime) -> Result<SystemTime, Failure> {
             .filter(|d| *d > 0)
             .and_then(|d| d.checked_mul(86_400))
             .map(Duration::from_secs),
-        None => crate::config::parse_duration(text),
+        None => gatekeeper::config::parse_duration(text),
     };
     let at = match back {
         Some(back) => now.checked_sub(back),

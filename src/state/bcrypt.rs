@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::cache::TtlCache;
 use crate::core::model::Secret;
+use crate::state::ttl_cache::TtlCache;
 
 /// bcrypt could not run (the blocking task died): an infrastructure fault.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::core::decision::Reason;
+use crate::core::model::KeyRecord;
 use crate::core::request::RawRequest;
+use crate::state::KeyLookup;
 
 const NOW: i64 = 1_800_000_000;
 const KEY: &str = "legacy-key-for-tests";
@@ -56,7 +58,7 @@ models = ["llama3*"]
 
 fn authorizer(clock: Arc<FixedClock>) -> Authorizer {
     let env = |name: &str| (name == "SECRET").then(|| "s3cret".to_owned());
-    let doc = crate::file::parse_document(&file(), &env, Path::new(".")).unwrap();
+    let doc = crate::sources::file_format::parse_document(&file(), &env, Path::new(".")).unwrap();
     Authorizer::new(
         Policy::build(doc).unwrap(),
         BasicVerifier::new(Duration::from_secs(30), 10),

@@ -9,10 +9,10 @@ use clap::Subcommand;
 
 use super::output::{json, or_dash, table};
 use super::{connect, exit_with, usage, ManageError};
-use crate::config::parse_master_key;
-use crate::core::model::{valid_id, without_line_end, ClientStatus};
-use crate::db::seal;
-use crate::db::store::{self, ClientRow, NewClient};
+use gatekeeper::config::parse_master_key;
+use gatekeeper::core::model::{valid_id, without_line_end, ClientStatus};
+use gatekeeper::core::seal;
+use gatekeeper::db::store::{self, ClientRow, NewClient};
 
 /// bcrypt cost for Basic secrets unless `--cost` says otherwise.
 pub const DEFAULT_BCRYPT_COST: u32 = 12;

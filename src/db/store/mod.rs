@@ -10,9 +10,9 @@
 //! PostgreSQL's own error detail (which quotes the offending row, secrets
 //! and digests included) is never kept.
 
+mod api_keys;
 mod clients;
 mod grants;
-mod keys;
 mod load;
 mod routes;
 
@@ -20,9 +20,13 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use super::seal::SealError;
 use crate::core::model::Limit;
+use crate::core::seal::SealError;
 
+pub use api_keys::{
+    create_key, delete_key, get_key, list_keys, set_key_expiry, set_key_status,
+    touch_keys_last_used, KeyRow,
+};
 pub use clients::{
     clear_secrets, create_client, delete_client, get_client, list_clients, rename_client,
     set_basic_secret, set_client_status, set_hmac_secret, ClientRow, NewClient,
@@ -30,10 +34,6 @@ pub use clients::{
 pub use grants::{
     create_grant, delete_grant, delete_limit, list_grants, list_limits, set_limit, update_grant,
     GrantRow, LimitRow,
-};
-pub use keys::{
-    create_key, delete_key, get_key, list_keys, set_key_expiry, set_key_status,
-    touch_keys_last_used, KeyRow,
 };
 pub use load::{
     client_secrets, find_key, find_key_with, load_document, load_serving_snapshot, load_snapshot,
@@ -62,13 +62,13 @@ pub const STATEMENTS: &[&str] = &[
     clients::SET_HMAC_SECRET,
     clients::CLEAR_SECRETS,
     clients::SELECT_CLIENT_ROWS,
-    keys::INSERT_KEY,
-    keys::SET_KEY_STATUS,
-    keys::SET_KEY_EXPIRY,
-    keys::DELETE_KEY,
-    keys::TOUCH_KEYS,
-    keys::SELECT_KEY_ROWS,
-    keys::SELECT_KEY_ROW,
+    api_keys::INSERT_KEY,
+    api_keys::SET_KEY_STATUS,
+    api_keys::SET_KEY_EXPIRY,
+    api_keys::DELETE_KEY,
+    api_keys::TOUCH_KEYS,
+    api_keys::SELECT_KEY_ROWS,
+    api_keys::SELECT_KEY_ROW,
     grants::INSERT_GRANT,
     grants::UPDATE_GRANT,
     grants::DELETE_GRANT,

@@ -23,12 +23,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::authorizer::{KeyLookup, KeyStore, StoreUnavailable};
+use deadpool_postgres::Pool;
+
 use crate::core::model::{Digest, KeyRecord};
-use crate::db::source::PgKeys;
+use crate::db::store;
 use crate::metrics::{CACHE_HITS, CACHE_MISSES};
-use crate::shared::keys::{self as l2, Cached, KeyCache, FILL_DEADLINE};
-use crate::shared::Redis;
+use crate::state::redis::key_cache::{self as l2, Cached, KeyCache, FILL_DEADLINE};
+use crate::state::redis::Redis;
+use crate::state::{KeyLookup, KeyStore, StoreUnavailable};
 
 struct Entry {
     record: KeyRecord,
@@ -200,5 +202,35 @@ impl TieredKeys {
 impl KeyStore for TieredKeys {
     fn find_key(&self, digest: Digest) -> KeyLookup<'_> {
         Box::pin(self.look_up(digest))
+    }
+}
+
+/// Finds a key in the database: the last layer of `db::keys`.
+pub struct PgKeys {
+    pool: Pool,
+}
+
+impl PgKeys {
+    pub fn new(pool: Pool) -> PgKeys {
+        PgKeys { pool }
+    }
+}
+
+impl KeyStore for PgKeys {
+    fn find_key(&self, digest: Digest) -> KeyLookup<'_> {
+        Box::pin(async move {
+            let client = self.pool.get().await.map_err(|_| StoreUnavailable)?;
+            // Prepared once per pooled connection, then one round trip.
+            let statement = client.prepare_cached(store::FIND_KEY).await.map_err(|e| {
+                tracing::warn!(error = %e, "cannot prepare the key look-up");
+                StoreUnavailable
+            })?;
+            store::find_key_with(&**client, &statement, &digest)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "key look-up failed");
+                    StoreUnavailable
+                })
+        })
     }
 }

@@ -13,8 +13,7 @@
 //! duration: never a credential, a body, a query string or any other header
 //! value. Nothing here logs a record's values.
 
-mod cli;
-mod rows;
+pub mod rows;
 mod writer;
 
 use std::net::IpAddr;
@@ -31,7 +30,6 @@ use crate::core::model::Method;
 use crate::db::DbError;
 use crate::metrics::{AUDIT_DROPPED, AUDIT_QUEUE_DEPTH};
 
-pub use cli::{run as command, AuditCommand};
 pub use rows::AuditRow;
 pub use writer::STATEMENTS;
 

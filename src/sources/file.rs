@@ -1,0 +1,103 @@
+//! Keeping the policy current in DB-less mode: reload the declarative file on
+//! SIGHUP and when it changes on disk. A file that does not validate is
+//! rejected with a log line and a metric, and the last good policy keeps
+//! serving (DESIGN §2).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest as _, Sha256};
+use tokio::sync::watch;
+
+use crate::core::policy::Policy;
+use crate::decide::Authorizer;
+use crate::sources::status::ReloadStatus;
+use crate::sources::{hangup_signal, install, recv_hangup};
+
+/// Loads and validates a file into a policy; the message names the place.
+pub fn load_policy(path: &Path) -> Result<Policy, String> {
+    let doc = crate::sources::file_format::load(path).map_err(|e| e.to_string())?;
+    Policy::build(doc).map_err(|e| e.to_string())
+}
+
+/// What identifies a version of the file: cheap metadata first, then the
+/// content digest (an editor may rewrite a file without changing its size
+/// within one mtime tick).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Version {
+    modified: Option<SystemTime>,
+    len: u64,
+    digest: [u8; 32],
+}
+
+fn version_of(path: &Path) -> Option<Version> {
+    let meta = std::fs::metadata(path).ok()?;
+    let bytes = std::fs::read(path).ok()?;
+    Some(Version {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        digest: Sha256::digest(&bytes).into(),
+    })
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    authorizer: Arc<Authorizer>,
+    status: Arc<Mutex<ReloadStatus>>,
+    seen: Option<Version>,
+    /// Installed when the reloader is built, before the service says it is
+    /// listening: from then on a SIGHUP reloads instead of killing us.
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Reloader {
+    /// Must run inside the Tokio runtime: it registers the SIGHUP handler.
+    pub fn new(
+        path: PathBuf,
+        authorizer: Arc<Authorizer>,
+        status: Arc<Mutex<ReloadStatus>>,
+    ) -> Reloader {
+        let seen = version_of(&path);
+        let hangup = hangup_signal();
+        Reloader {
+            path,
+            authorizer,
+            status,
+            seen,
+            hangup,
+        }
+    }
+
+    /// Runs until `stop` flips: reloads on SIGHUP, and when the file changed.
+    pub async fn run(mut self, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut hangup = self.hangup.take();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = recv_hangup(&mut hangup) => self.reload("sighup"),
+                _ = tick.tick() => self.reload_if_changed(),
+            }
+        }
+    }
+
+    fn reload_if_changed(&mut self) {
+        let now = version_of(&self.path);
+        if now.is_some() && now != self.seen {
+            self.reload("file_change");
+        }
+    }
+
+    pub fn reload(&mut self, trigger: &'static str) {
+        self.seen = version_of(&self.path);
+        install(
+            &self.authorizer,
+            &self.status,
+            trigger,
+            load_policy(&self.path),
+            "rejected",
+        );
+    }
+}
