@@ -146,6 +146,15 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The `Environment:` section of `serve --help`, from `SETTINGS`.
+pub fn settings_help() -> String {
+    let mut s = String::from("Environment:\n");
+    for (name, what) in SETTINGS {
+        s.push_str(&format!("  {name:<32} {what}\n"));
+    }
+    s
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Listen {
     Tcp(SocketAddr),

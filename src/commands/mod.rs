@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use gatekeeper::app::Source;
 use gatekeeper::clock::SystemClock;
-use gatekeeper::config::{Config, SETTINGS};
+use gatekeeper::config::{settings_help, Config};
 use gatekeeper::core::model::without_line_end;
 use gatekeeper::core::policy::Policy;
 use gatekeeper::core::{apikey, signature};
@@ -157,14 +157,6 @@ pub struct SignArgs {
     /// Defaults to a random one.
     #[arg(long)]
     nonce: Option<String>,
-}
-
-fn settings_help() -> String {
-    let mut s = String::from("Environment:\n");
-    for (name, what) in SETTINGS {
-        s.push_str(&format!("  {name:<32} {what}\n"));
-    }
-    s
 }
 
 pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
