@@ -403,7 +403,7 @@ fn basic_cache_lookup() -> Target {
     let hash = "$2b$04$abcdefghijklmnopqrstuu5s6ZDnnj1mTG4Xsr9nLIMp6H6Ma5zGq";
     let secret = "correct-horse-battery-staple-42";
     let cache: TtlCache<[u8; 32], ()> = TtlCache::new(Duration::from_secs(3600), 100_000);
-    let now = Instant::now();
+    let now = 1_000_000_000u64;
     let mut rng = Rng::seeded();
     for i in 0..1_000 {
         let other = format!("other-{i}-{}", rng.next());

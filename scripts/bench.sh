@@ -385,7 +385,7 @@ metric_sum() {   # NAME METRIC: every series of a counter, summed
 }
 
 # EVAL/EVALSHA calls Redis has served (the limiter: one script per batch of
-# decisions waiting at once on a worker; see src/shared/batch.rs).
+# decisions waiting at once on a worker; see src/state/redis/batch.rs).
 redis_script_calls() {
     redis-cli -u "$REDIS_URL" info commandstats 2>/dev/null \
         | awk -F'[:=,]' '/^cmdstat_eval(sha)?:/ { s += $3 } END { printf "%d", s }'

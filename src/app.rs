@@ -32,6 +32,7 @@ use crate::state::bcrypt::BasicVerifier;
 use crate::state::keys::PgKeys;
 use crate::state::keys::TieredKeys;
 use crate::state::redis::Redis;
+use crate::state::State;
 
 /// Where the policy comes from, and so what keeps it current.
 pub enum Source {
@@ -80,24 +81,16 @@ impl App {
     ) -> anyhow::Result<App> {
         let counts = policy.counts();
         publish_counts(counts.routes, counts.clients);
-        let mut authorizer = Authorizer::new(
-            policy,
-            BasicVerifier::new(config.cache_ttl, config.cache_capacity),
-            LocalLimiter::new(config.limiter_capacity),
-            clock,
-            Settings {
-                allow_query_key: config.allow_query_key,
-                hmac_window_secs: config.hmac_window.as_secs(),
-            },
-        );
-        authorizer = authorizer.with_failed_auth_limit(config.failed_auth_limit);
         let redis = match &config.redis {
             Some(settings) => Some(Arc::new(Redis::new(settings)?)),
             None => None,
         };
-        if let Some(redis) = &redis {
-            authorizer = authorizer.with_redis(redis.clone());
-        }
+        let bcrypt = BasicVerifier::new(config.cache_ttl, config.cache_capacity);
+        let limiter = LocalLimiter::new(config.limiter_capacity);
+        let mut state = match &redis {
+            Some(redis) => State::shared(redis.clone(), bcrypt, limiter),
+            None => State::in_process(bcrypt, limiter),
+        };
         let mut keys = None;
         if let Source::Postgres { pool, .. } = &source {
             let l2_ttl = config
@@ -111,13 +104,17 @@ impl App {
                 config.cache_ttl,
                 l2_ttl,
                 config.cache_capacity,
+                clock.clone(),
             ));
-            authorizer = authorizer
-                .with_key_store(tiered.clone())
-                .with_max_staleness(config.max_staleness)
-                .with_key_usage();
+            state = state.managed(tiered.clone(), config.max_staleness);
             keys = Some(tiered);
         }
+        let settings = Settings {
+            allow_query_key: config.allow_query_key,
+            hmac_window_secs: config.hmac_window.as_secs(),
+            failed_auth_limit: config.failed_auth_limit,
+        };
+        let authorizer = Authorizer::new(policy, state, clock, settings);
         let authorizer = Arc::new(authorizer);
         let status = Arc::new(Mutex::new(ReloadStatus {
             source: source.describe(),

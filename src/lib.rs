@@ -38,6 +38,7 @@ pub mod config;
 pub mod core;
 pub mod db;
 pub mod decide;
+pub mod error;
 pub mod http;
 pub mod import;
 pub mod logging;

@@ -24,6 +24,9 @@ pub const CLIENTS: &str = "gatekeeper_clients";
 pub const BUILD_INFO: &str = "gatekeeper_build_info";
 pub const CREDENTIAL_CHECKS: &str = "gatekeeper_credential_checks_total";
 pub const FAILED_AUTH_THROTTLED: &str = "gatekeeper_failed_auth_throttled_total";
+/// Decisions refused because a dependency failed, by `dependency`
+/// (`error::Dependency`).
+pub const OUTAGES: &str = "gatekeeper_outages_total";
 pub const REDIS_ERRORS: &str = "gatekeeper_redis_errors_total";
 pub const REDIS_FALLBACKS: &str = "gatekeeper_redis_fallbacks_total";
 pub const REDIS_UP: &str = "gatekeeper_redis_up";
@@ -61,6 +64,9 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     for result in ["ok", "rejected", "failed"] {
         metrics::counter!(RELOADS, "result" => result).increment(0);
     }
+    for dependency in crate::error::Dependency::ALL {
+        metrics::counter!(OUTAGES, "dependency" => dependency.as_str()).increment(0);
+    }
     keep_up(handle.clone())?;
     Ok(handle)
 }
@@ -90,6 +96,10 @@ fn describe() {
         DECISION_DURATION,
         Unit::Seconds,
         "Time to decide, from parsed request to answer."
+    );
+    describe_counter!(
+        OUTAGES,
+        "Decisions refused (store_unavailable) because a dependency failed, by dependency."
     );
     describe_counter!(CACHE_HITS, "Credential cache hits by layer.");
     describe_counter!(CACHE_MISSES, "Credential cache misses by layer.");
@@ -183,6 +193,12 @@ pub fn record_decision(decision: &Decision, seconds: f64) {
 
 /// Counts verification work done for a presented credential of `kind`
 /// (`api_key`, `basic`, `hmac`), with the handle kept per thread.
+/// A decision refused because `dependency` failed (the label of
+/// `error::Dependency::as_str`). Rare by nature: no handle cache.
+pub fn outage(dependency: &'static str) {
+    metrics::counter!(OUTAGES, "dependency" => dependency).increment(1);
+}
+
 pub fn credential_checked(kind: &'static str) {
     CREDENTIAL_CHECK_HANDLES.with(|handles| {
         let mut handles = handles.borrow_mut();

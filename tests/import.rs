@@ -23,6 +23,7 @@ use gatekeeper::core::signature;
 use gatekeeper::decide::{Authorizer, Settings};
 use gatekeeper::import::{read_api_gatekeeper, Import, ImportError, STATEMENTS};
 use gatekeeper::state::bcrypt::BasicVerifier;
+use gatekeeper::state::State;
 use pg::TestDb;
 
 const SCHEMA: &str = include_str!("fixtures/api_gatekeeper_schema.sql");
@@ -391,12 +392,15 @@ async fn authorizer() -> (TestDb, Authorizer) {
     let doc = import(&db).await.document;
     let authorizer = Authorizer::new(
         Policy::build(doc).unwrap(),
-        BasicVerifier::new(Duration::from_secs(30), 10),
-        LocalLimiter::new(100),
+        State::in_process(
+            BasicVerifier::new(Duration::from_secs(30), 10),
+            LocalLimiter::new(100),
+        ),
         Arc::new(FixedClock(AtomicI64::new(NOW))),
         Settings {
             allow_query_key: false,
             hmac_window_secs: 300,
+            ..Settings::default()
         },
     );
     (db, authorizer)
@@ -412,7 +416,7 @@ async fn decide(a: &Authorizer, host: &str, method: &str, uri: &str, auth: &str)
         ..RawRequest::default()
     };
     match AuthRequest::parse(&raw) {
-        Ok(req) => a.decide(&req).await,
+        Ok(req) => a.decide(&req).await.expect("no outage in process"),
         Err(reason) => Decision::Deny(Deny::new(reason)),
     }
 }

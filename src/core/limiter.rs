@@ -4,7 +4,7 @@
 //! every worker shares. It is pure: the caller passes the time (monotonic
 //! nanoseconds) and builds the keys (`c:<client>`, `g:<client>:<route>`); it
 //! reads no clock and does no I/O. The Redis limiter
-//! (`shared::limiter`) runs the state step below (`base`, `debt`, admission,
+//! (`state::redis::limiter_script`) runs the state step below (`base`, `debt`, admission,
 //! new TAT) in its Lua script, in microseconds, and hands each `debt` back
 //! to [`Gcra::verdict`] and [`combine`]: the header and selection rules live
 //! here only.
@@ -73,6 +73,15 @@ pub struct LimitKey(pub Arc<str>);
 pub struct Charge<'a> {
     pub key: &'a LimitKey,
     pub limit: Limit,
+}
+
+/// Whether a call writes the charges it admits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Admit and charge, all or nothing.
+    Charge,
+    /// Judge only: would these charges be admitted now? Writes nothing.
+    Peek,
 }
 
 /// A request some limit refused.

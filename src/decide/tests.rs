@@ -5,11 +5,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::throttle::bucket as throttle_key;
 use super::*;
 use crate::core::decision::Reason;
-use crate::core::model::KeyRecord;
+use crate::core::limiter::LocalLimiter;
+use crate::core::model::{Digest, KeyRecord};
 use crate::core::request::RawRequest;
-use crate::state::KeyLookup;
+use crate::core::signature;
+use crate::error::{Dependency, Outage};
+use crate::state::bcrypt::BasicVerifier;
+use crate::state::nonces::redis_nonce_ttl;
+use crate::state::{KeyLookup, KeyStore};
 
 const NOW: i64 = 1_800_000_000;
 const KEY: &str = "legacy-key-for-tests";
@@ -56,24 +62,44 @@ models = ["llama3*"]
     )
 }
 
-fn authorizer(clock: Arc<FixedClock>) -> Authorizer {
+/// The test policy, in process; with `store`, in PostgreSQL mode.
+fn authorizer_with(
+    clock: Arc<FixedClock>,
+    failed_auth_limit: &str,
+    store: Option<Arc<dyn KeyStore>>,
+) -> Authorizer {
     let env = |name: &str| (name == "SECRET").then(|| "s3cret".to_owned());
     let doc = crate::sources::file_format::parse_document(&file(), &env, Path::new(".")).unwrap();
-    Authorizer::new(
-        Policy::build(doc).unwrap(),
+    let mut state = State::in_process(
         BasicVerifier::new(Duration::from_secs(30), 10),
         LocalLimiter::new(100),
-        clock,
-        Settings {
-            allow_query_key: false,
-            hmac_window_secs: 300,
-        },
-    )
+    );
+    if let Some(store) = store {
+        state = state.managed(store, Duration::from_secs(3600));
+    }
+    let settings = Settings {
+        allow_query_key: false,
+        hmac_window_secs: 300,
+        failed_auth_limit: Limit::parse(failed_auth_limit).unwrap(),
+    };
+    Authorizer::new(Policy::build(doc).unwrap(), state, clock, settings)
 }
 
 fn setup() -> (Arc<FixedClock>, Authorizer) {
+    setup_limited("20/1m")
+}
+
+fn setup_limited(failed_auth_limit: &str) -> (Arc<FixedClock>, Authorizer) {
     let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
-    (clock.clone(), authorizer(clock))
+    (
+        clock.clone(),
+        authorizer_with(clock, failed_auth_limit, None),
+    )
+}
+
+/// What `http::authz` answers: an outage is refused as `store_unavailable`.
+fn answer(result: Result<Decision, Outage>) -> Decision {
+    result.unwrap_or_else(|outage| Decision::Deny(outage.refusal()))
 }
 
 async fn decide(
@@ -94,7 +120,7 @@ async fn decide(
         ..RawRequest::default()
     };
     match AuthRequest::parse(&raw) {
-        Ok(req) => a.decide(&req).await,
+        Ok(req) => answer(a.decide(&req).await),
         Err(reason) => Decision::Deny(Deny::new(reason)),
     }
 }
@@ -278,7 +304,7 @@ impl KeyStore for FakeStore {
         let found = (digest == self.key.digest).then(|| self.key.clone());
         Box::pin(async move {
             match down {
-                true => Err(StoreUnavailable),
+                true => Err(Outage::of(Dependency::Postgres)),
                 false => Ok(found),
             }
         })
@@ -298,9 +324,7 @@ fn with_store(clock: Arc<FixedClock>) -> (Arc<FakeStore>, Authorizer) {
         },
         down: false.into(),
     });
-    let a = authorizer(clock)
-        .with_key_store(store.clone())
-        .with_max_staleness(Duration::from_secs(3600));
+    let a = authorizer_with(clock, "20/1m", Some(store.clone()));
     (store, a)
 }
 
@@ -375,13 +399,12 @@ async fn from(a: &Authorizer, source: &str, auth: &str) -> Decision {
     };
     let mut req = AuthRequest::parse(&raw).unwrap();
     req.source = source.parse().ok();
-    a.decide(&req).await
+    answer(a.decide(&req).await)
 }
 
 #[tokio::test]
 async fn an_address_that_fails_too_often_is_refused_until_a_failure_fits_again() {
-    let (clock, a) = setup();
-    let a = a.with_failed_auth_limit(crate::core::model::Limit::parse("3/30s").unwrap());
+    let (clock, a) = setup_limited("3/30s");
     let right = format!("Bearer {KEY}");
     for _ in 0..3 {
         let d = from(&a, "10.0.0.1", "Bearer wrong-key").await;
@@ -410,8 +433,7 @@ async fn an_address_that_fails_too_often_is_refused_until_a_failure_fits_again()
 
 #[tokio::test]
 async fn only_presented_wrong_credentials_count_as_failures() {
-    let (_, a) = setup();
-    let a = a.with_failed_auth_limit(crate::core::model::Limit::parse("2/1m").unwrap());
+    let (_, a) = setup_limited("2/1m");
     let right = format!("Bearer {KEY}");
     for _ in 0..10 {
         // Missing credentials and a signature of the wrong age are not guesses.
@@ -437,8 +459,7 @@ async fn only_presented_wrong_credentials_count_as_failures() {
 
 #[tokio::test]
 async fn an_ipv6_host_is_throttled_by_its_64() {
-    let (_, a) = setup();
-    let a = a.with_failed_auth_limit(crate::core::model::Limit::parse("2/1m").unwrap());
+    let (_, a) = setup_limited("2/1m");
     assert_eq!(
         from(&a, "2001:db8:1:2::1", "Bearer x").await.reason(),
         Reason::InvalidCredentials
@@ -471,8 +492,7 @@ fn a_throttle_bucket_is_the_v4_address_or_the_v6_slash_64() {
 
 #[tokio::test]
 async fn an_expired_key_counts_as_a_failed_credential_of_its_address() {
-    let (clock, a) = setup();
-    let a = a.with_failed_auth_limit(crate::core::model::Limit::parse("2/1m").unwrap());
+    let (clock, a) = setup_limited("2/1m");
     let right = format!("Bearer {KEY}");
     // k1 expires at 2030-01-01: from then on presenting it is a wrong guess.
     clock.0.store(1_900_000_000, Ordering::SeqCst);

@@ -24,6 +24,7 @@ use crate::config::Cidr;
 use crate::core::decision::{Allow, Decision, Deny, RateInfo, Reason};
 use crate::core::request::{body_forwarded, AuthRequest, RawRequest};
 use crate::decide::Authorizer;
+use crate::error::{Dependency, Outage};
 
 pub struct AuthzState {
     pub authorizer: Arc<Authorizer>,
@@ -81,7 +82,7 @@ async fn authz(req: &Request, payload: &mut Payload, state: &AuthzState) -> Auth
         Ok(body) => body,
         Err(reason) => {
             let decision = Decision::Deny(Deny::new(reason));
-            return finish(req, &decision, None, started, state);
+            return finish(req, &decision, None, None, started, state);
         }
     };
     let raw = RawRequest {
@@ -99,7 +100,7 @@ async fn authz(req: &Request, payload: &mut Payload, state: &AuthzState) -> Auth
     let (decision, facts) = match AuthRequest::parse(&raw) {
         Ok(mut parsed) => {
             parsed.source = source_address(req, &state.trusted_proxies);
-            let decision = state.authorizer.decide(&parsed).await;
+            let answer = state.authorizer.decide(&parsed).await;
             // An audited decision keeps what was parsed (moved, not copied);
             // otherwise it is dropped here as it always was.
             let facts = state.audit.is_some().then_some(RequestFacts {
@@ -108,16 +109,30 @@ async fn authz(req: &Request, payload: &mut Payload, state: &AuthzState) -> Auth
                 path: Some(parsed.uri.path),
                 source: parsed.source,
             });
-            (decision, facts)
+            (answer, facts)
         }
-        Err(reason) => (Decision::Deny(Deny::new(reason)), None),
+        Err(reason) => (Ok(Decision::Deny(Deny::new(reason))), None),
     };
-    finish(req, &decision, facts, started, state)
+    let (decision, outage) = match decision {
+        Ok(decision) => (decision, None),
+        Err(outage) => answer_outage(outage),
+    };
+    finish(req, &decision, outage, facts, started, state)
+}
+
+/// The one place an outage becomes an answer: `store_unavailable` (403 to
+/// nginx, `X-Auth-Status: 503`; never an allow), counted by the dependency
+/// that failed, which the decision log line names.
+fn answer_outage(outage: Outage) -> (Decision, Option<Dependency>) {
+    let dependency = outage.dependency;
+    crate::metrics::outage(dependency.as_str());
+    (Decision::Deny(outage.refusal()), Some(dependency))
 }
 
 fn finish(
     req: &Request,
     decision: &Decision,
+    outage: Option<Dependency>,
     facts: Option<RequestFacts>,
     started: Instant,
     state: &AuthzState,
@@ -125,7 +140,7 @@ fn finish(
     let elapsed = started.elapsed();
     let seconds = elapsed.as_secs_f64();
     crate::metrics::record_decision(decision, seconds);
-    log_decision(req, decision, seconds, state);
+    log_decision(req, decision, outage, seconds, state);
     if let Some(audit) = &state.audit {
         // Never waits: a full queue drops the record and counts it.
         audit.try_record(audit_record(req, decision, facts, elapsed, state));
@@ -290,7 +305,13 @@ fn source_address(req: &Request, trusted: &[Cidr]) -> Option<IpAddr> {
     }
 }
 
-fn log_decision(req: &Request, decision: &Decision, seconds: f64, state: &AuthzState) {
+fn log_decision(
+    req: &Request,
+    decision: &Decision,
+    outage: Option<Dependency>,
+    seconds: f64,
+    state: &AuthzState,
+) {
     // Allows are logged at debug: when that is off (the default), an allow
     // costs no formatting at all.
     let enabled = match decision {
@@ -316,6 +337,20 @@ fn log_decision(req: &Request, decision: &Decision, seconds: f64, state: &AuthzS
                 reason = allow.reason().as_str(),
                 client_id = who.map(|w| &*w.client_id).unwrap_or(""),
                 key_id = who.and_then(|w| w.key_id.as_deref()).unwrap_or(""),
+                source,
+                duration_us = micros,
+                "decision"
+            );
+        }
+        Decision::Deny(deny) if outage.is_some() => {
+            tracing::warn!(
+                request_id,
+                route,
+                decision = "deny",
+                reason = deny.reason.as_str(),
+                dependency = outage.map(Dependency::as_str).unwrap_or(""),
+                client_id = deny.client_id.as_deref().unwrap_or(""),
+                key_id = deny.key_id.as_deref().unwrap_or(""),
                 source,
                 duration_us = micros,
                 "decision"

@@ -10,15 +10,26 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 
-use crate::core::policy::Policy;
+use crate::core::policy::{Policy, PolicyError};
 use crate::decide::Authorizer;
+use crate::sources::file_format::FileErrors;
 use crate::sources::status::ReloadStatus;
 use crate::sources::{hangup_signal, install, recv_hangup};
 
-/// Loads and validates a file into a policy; the message names the place.
-pub fn load_policy(path: &Path) -> Result<Policy, String> {
-    let doc = crate::sources::file_format::load(path).map_err(|e| e.to_string())?;
-    Policy::build(doc).map_err(|e| e.to_string())
+/// Why a declarative file could not become a policy; the message names the
+/// place.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    File(FileErrors),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+/// Loads and validates a file into a policy.
+pub fn load_policy(path: &Path) -> Result<Policy, LoadError> {
+    let doc = crate::sources::file_format::load(path).map_err(LoadError::File)?;
+    Ok(Policy::build(doc)?)
 }
 
 /// What identifies a version of the file: cheap metadata first, then the

@@ -22,11 +22,11 @@ use status::ReloadStatus;
 /// in whole and confirmed fresh; a bad one is refused and the last good one
 /// keeps serving. Either way it is counted (`failure` labels the refusal),
 /// logged and shown in `/readyz`.
-pub fn install(
+pub fn install<E: std::fmt::Display>(
     authorizer: &Authorizer,
     status: &Mutex<ReloadStatus>,
     trigger: &'static str,
-    result: Result<Policy, String>,
+    result: Result<Policy, E>,
     failure: &'static str,
 ) {
     let update = |f: &dyn Fn(&mut ReloadStatus)| {
@@ -64,6 +64,8 @@ pub fn install(
             });
         }
         Err(error) => {
+            // `#`: an anyhow error's whole chain of causes.
+            let error = format!("{error:#}");
             metrics::counter!(RELOADS, "result" => failure).increment(1);
             tracing::error!(trigger, %error, "policy not reloaded; the last good one keeps serving");
             update(&|s| {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context as _;
 use deadpool_postgres::Pool;
 use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
@@ -36,7 +37,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub async fn load_policy(pool: &Pool, key: Option<&MasterKey>) -> anyhow::Result<Policy> {
     let mut client = pool.get().await?;
     // One read-only snapshot transaction: every table as of one instant.
-    // Keys are not part of it: they are looked up per request (`db::keys`).
+    // Keys are not part of it: they are looked up per request (`state::keys`).
     let doc = store::load_serving_snapshot(&mut client, key).await?;
     Ok(Policy::build(doc)?)
 }
@@ -98,7 +99,7 @@ impl PgSource {
                     self.listener(true);
                     // Anything may have changed while we were not listening:
                     // flush what was verified against the old state, reload.
-                    self.authorizer.basic().clear();
+                    self.authorizer.forget_verified_secrets();
                     self.keys.flush_shared().await;
                     self.reload("listener_connected").await;
                     let mut listener = listener;
@@ -169,7 +170,7 @@ impl PgSource {
                 _ = recv_hangup(hangup) => {
                     // The operator asks for everything to be read again:
                     // verified Basic secrets and key records included.
-                    self.authorizer.basic().clear();
+                    self.authorizer.forget_verified_secrets();
                     self.reload("sighup").await;
                 }
             }
@@ -235,7 +236,7 @@ impl PgSource {
     async fn reload(&self, trigger: &'static str) {
         let result = load_policy(&self.pool, self.master_key.as_ref())
             .await
-            .map_err(|e| format!("cannot load the policy from PostgreSQL: {e:#}"));
+            .context("cannot load the policy from PostgreSQL");
         let loaded = result.is_ok();
         install(&self.authorizer, &self.status, trigger, result, "failed");
         if loaded {

@@ -6,18 +6,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 
 use crate::core::model::Secret;
+use crate::error::{Dependency, Outage};
 use crate::state::ttl_cache::TtlCache;
-
-/// bcrypt could not run (the blocking task died): an infrastructure fault.
-#[derive(Debug, thiserror::Error)]
-#[error("the bcrypt verification task failed")]
-pub struct VerifyFailed;
 
 type Flight = Arc<OnceCell<bool>>;
 
@@ -53,9 +49,10 @@ impl BasicVerifier {
         client_id: &str,
         secret: &Secret,
         hash: &Arc<str>,
-    ) -> Result<bool, VerifyFailed> {
+        now_nanos: u64,
+    ) -> Result<bool, Outage> {
         let key = cache_key(client_id, secret, hash);
-        if self.verified.get(&key, Instant::now()).is_some() {
+        if self.verified.get(&key, now_nanos).is_some() {
             metrics::counter!(crate::metrics::CACHE_HITS, "layer" => "l1").increment(1);
             return Ok(true);
         }
@@ -70,7 +67,7 @@ impl BasicVerifier {
             .copied();
         self.leave_flight(&key, &flight);
         if matches!(result, Ok(true)) {
-            self.verified.insert(key, (), Instant::now());
+            self.verified.insert(key, (), now_nanos);
         }
         result
     }
@@ -97,11 +94,11 @@ impl BasicVerifier {
     }
 }
 
-async fn run_bcrypt(secret: Secret, hash: Arc<str>) -> Result<bool, VerifyFailed> {
+async fn run_bcrypt(secret: Secret, hash: Arc<str>) -> Result<bool, Outage> {
     metrics::counter!(crate::metrics::BCRYPT_VERIFICATIONS).increment(1);
     tokio::task::spawn_blocking(move || bcrypt::verify(secret.expose(), &hash).unwrap_or(false))
         .await
-        .map_err(|_| VerifyFailed)
+        .map_err(|_| Outage::of(Dependency::Bcrypt))
 }
 
 #[cfg(test)]
@@ -114,17 +111,17 @@ mod tests {
         let v = BasicVerifier::new(Duration::from_secs(30), 10);
         let right = Secret::new(b"s3cret".to_vec());
         let wrong = Secret::new(b"s3creT".to_vec());
-        assert!(v.verify("c", &right, &hash).await.unwrap());
-        assert!(v.verify("c", &right, &hash).await.unwrap());
-        assert!(!v.verify("c", &wrong, &hash).await.unwrap());
-        assert!(!v.verify("c", &wrong, &hash).await.unwrap());
+        assert!(v.verify("c", &right, &hash, 0).await.unwrap());
+        assert!(v.verify("c", &right, &hash, 0).await.unwrap());
+        assert!(!v.verify("c", &wrong, &hash, 0).await.unwrap());
+        assert!(!v.verify("c", &wrong, &hash, 0).await.unwrap());
         assert_eq!(
             v.bcrypt_runs(),
             3,
             "right once, wrong twice: negatives are not cached"
         );
         let other: Arc<str> = bcrypt::hash("other", 4).unwrap().into();
-        assert!(!v.verify("c", &right, &other).await.unwrap());
+        assert!(!v.verify("c", &right, &other, 0).await.unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,7 +133,7 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|_| {
                 let (v, s, h) = (v.clone(), secret.clone(), hash.clone());
-                tokio::spawn(async move { v.verify("c", &s, &h).await.unwrap() })
+                tokio::spawn(async move { v.verify("c", &s, &h, 0).await.unwrap() })
             })
             .collect();
         for t in tasks {

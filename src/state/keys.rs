@@ -4,7 +4,7 @@
 //!
 //! - L1, in process: digest → record, bounded, fresh for the cache TTL;
 //! - L2, Redis (when configured): the record shared by every replica, with
-//!   a sliding TTL (`shared::keys`);
+//!   a sliding TTL (`state::redis::key_cache`);
 //! - L3, PostgreSQL: one indexed query; its answer fills L2 and L1.
 //!
 //! Only records the database returned are cached; an unknown key is asked
@@ -21,20 +21,24 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
+use crate::clock::Clock;
 use crate::core::model::{Digest, KeyRecord};
 use crate::db::store;
+use crate::error::{Dependency, Outage};
 use crate::metrics::{CACHE_HITS, CACHE_MISSES};
 use crate::state::redis::key_cache::{self as l2, Cached, KeyCache, FILL_DEADLINE};
 use crate::state::redis::Redis;
-use crate::state::{KeyLookup, KeyStore, StoreUnavailable};
+use crate::state::ttl_cache::make_room;
+use crate::state::{KeyLookup, KeyStore};
 
 struct Entry {
     record: KeyRecord,
-    fetched: Instant,
+    /// Monotonic nanoseconds (the injected clock).
+    fetched: u64,
     /// The `epoch` it was fetched in; an older one is stale.
     epoch: u64,
 }
@@ -53,6 +57,7 @@ pub struct TieredKeys {
     /// written before it listened may predate a revocation it never heard.
     l2_trusted: AtomicBool,
     pg: PgKeys,
+    clock: Arc<dyn Clock>,
 }
 
 impl TieredKeys {
@@ -62,6 +67,7 @@ impl TieredKeys {
         ttl: Duration,
         l2_ttl: Duration,
         capacity: usize,
+        clock: Arc<dyn Clock>,
     ) -> TieredKeys {
         TieredKeys {
             l1: Mutex::new(HashMap::new()),
@@ -72,7 +78,12 @@ impl TieredKeys {
             l2: redis.map(|r| (r, KeyCache::new(l2_ttl))),
             l2_trusted: AtomicBool::new(false),
             pg,
+            clock,
         }
+    }
+
+    fn young(&self, entry: &Entry, now: u64) -> bool {
+        Duration::from_nanos(now.saturating_sub(entry.fetched)) < self.ttl
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Digest, Entry>> {
@@ -116,8 +127,9 @@ impl TieredKeys {
 
     fn fresh(&self, digest: &Digest) -> Result<KeyRecord, Option<KeyRecord>> {
         let epoch = self.epoch.load(Ordering::SeqCst);
+        let now = self.clock.mono_nanos();
         match self.lock().get(digest) {
-            Some(e) if e.epoch == epoch && e.fetched.elapsed() < self.ttl => Ok(e.record.clone()),
+            Some(e) if e.epoch == epoch && self.young(e, now) => Ok(e.record.clone()),
             Some(e) => Err(Some(e.record.clone())),
             None => Err(None),
         }
@@ -131,27 +143,24 @@ impl TieredKeys {
         if self.evictions.load(Ordering::SeqCst) != evictions {
             return;
         }
-        if l1.len() >= self.capacity && !l1.contains_key(&record.digest) {
-            let ttl = self.ttl;
+        let now = self.clock.mono_nanos();
+        if !l1.contains_key(&record.digest) {
             let current = self.epoch.load(Ordering::SeqCst);
-            l1.retain(|_, e| e.epoch == current && e.fetched.elapsed() < ttl);
-            if l1.len() >= self.capacity {
-                if let Some(victim) = l1.keys().next().copied() {
-                    l1.remove(&victim);
-                }
-            }
+            make_room(&mut l1, self.capacity, |e| {
+                e.epoch == current && self.young(e, now)
+            });
         }
         l1.insert(
             record.digest,
             Entry {
                 record: record.clone(),
-                fetched: Instant::now(),
+                fetched: now,
                 epoch,
             },
         );
     }
 
-    async fn look_up(&self, digest: Digest) -> Result<Option<KeyRecord>, StoreUnavailable> {
+    async fn look_up(&self, digest: Digest) -> Result<Option<KeyRecord>, Outage> {
         let stale = match self.fresh(&digest) {
             Ok(record) => {
                 ::metrics::counter!(CACHE_HITS, "layer" => "l1").increment(1);
@@ -164,7 +173,7 @@ impl TieredKeys {
             self.epoch.load(Ordering::SeqCst),
             self.evictions.load(Ordering::SeqCst),
         );
-        let started = Instant::now();
+        let started = self.clock.mono_nanos();
         let mut generation = None;
         if let Some((redis, cache)) = &self.l2 {
             if self.l2_trusted.load(Ordering::SeqCst) {
@@ -185,7 +194,8 @@ impl TieredKeys {
         match self.pg.find_key(digest).await {
             Ok(Some(record)) => {
                 if let (Some((redis, cache)), Some(g)) = (&self.l2, &generation) {
-                    if started.elapsed() < FILL_DEADLINE {
+                    let took = self.clock.mono_nanos().saturating_sub(started);
+                    if Duration::from_nanos(took) < FILL_DEADLINE {
                         // Best effort: a failed fill only costs a later miss.
                         let _ = cache.fill(redis, &record, g).await;
                     }
@@ -194,7 +204,7 @@ impl TieredKeys {
                 Ok(Some(record))
             }
             Ok(None) => Ok(None),
-            Err(StoreUnavailable) => stale.map(Some).ok_or(StoreUnavailable),
+            Err(outage) => stale.map(Some).ok_or(outage),
         }
     }
 }
@@ -205,7 +215,7 @@ impl KeyStore for TieredKeys {
     }
 }
 
-/// Finds a key in the database: the last layer of `db::keys`.
+/// Finds a key in the database: the last layer (L3).
 pub struct PgKeys {
     pool: Pool,
 }
@@ -219,17 +229,21 @@ impl PgKeys {
 impl KeyStore for PgKeys {
     fn find_key(&self, digest: Digest) -> KeyLookup<'_> {
         Box::pin(async move {
-            let client = self.pool.get().await.map_err(|_| StoreUnavailable)?;
+            let client = self
+                .pool
+                .get()
+                .await
+                .map_err(|_| Outage::of(Dependency::Postgres))?;
             // Prepared once per pooled connection, then one round trip.
             let statement = client.prepare_cached(store::FIND_KEY).await.map_err(|e| {
                 tracing::warn!(error = %e, "cannot prepare the key look-up");
-                StoreUnavailable
+                Outage::of(Dependency::Postgres)
             })?;
             store::find_key_with(&**client, &statement, &digest)
                 .await
                 .map_err(|e| {
                     tracing::warn!(error = %e, "key look-up failed");
-                    StoreUnavailable
+                    Outage::of(Dependency::Postgres)
                 })
         })
     }

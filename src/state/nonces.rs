@@ -1,9 +1,14 @@
-//! The in-process HMAC nonce store: each (client, nonce) is accepted once
-//! while its signature could still be fresh. Used when Redis is not
-//! configured; shared by all workers; bounded in memory.
+//! The two HMAC nonce stores behind `Nonces`: in process (each (client,
+//! nonce) accepted once while its signature could still be fresh; shared by
+//! all workers; bounded in memory) and in Redis, shared by the replicas.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Dependency, Outage};
+
+use super::redis::{Redis, Unavailable};
+use super::{Answer, Nonces};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum NonceOutcome {
@@ -53,6 +58,62 @@ impl NonceStore {
         seen.insert(key, expires_at);
         NonceOutcome::Fresh
     }
+}
+
+impl Nonces for NonceStore {
+    fn insert_once<'a>(
+        &'a self,
+        client: &'a str,
+        nonce: &'a str,
+        now: i64,
+        until: i64,
+    ) -> Answer<'a, bool> {
+        let answer = match NonceStore::insert_once(self, client, nonce, now, until) {
+            NonceOutcome::Fresh => Ok(true),
+            NonceOutcome::Replayed => Ok(false),
+            NonceOutcome::Full => Err(Outage::of(Dependency::NonceStore)),
+        };
+        Box::pin(std::future::ready(answer))
+    }
+}
+
+/// Nonces in Redis (`SET NX EX`), shared by the replicas.
+pub struct RedisNonces(Arc<Redis>);
+
+impl RedisNonces {
+    pub fn new(redis: Arc<Redis>) -> RedisNonces {
+        RedisNonces(redis)
+    }
+}
+
+impl Nonces for RedisNonces {
+    fn insert_once<'a>(
+        &'a self,
+        client: &'a str,
+        nonce: &'a str,
+        now: i64,
+        until: i64,
+    ) -> Answer<'a, bool> {
+        Box::pin(async move {
+            self.0
+                .insert_nonce_once(client, nonce, redis_nonce_ttl(now, until))
+                .await
+                .map_err(|Unavailable| Outage::of(Dependency::Redis))
+        })
+    }
+}
+
+/// How long Redis keeps a nonce, in whole seconds from `now`, so that it
+/// outlives the timestamp's validity. The timestamp stays valid through the
+/// whole Unix second `until`, i.e. until the real time `until + 1`; `now` is
+/// truncated (the real time may be up to a second later) and Redis counts
+/// `EX` from when it receives the command: `until + 2 - now` seconds expire
+/// at least a second after the last moment the signature is accepted (that
+/// second also absorbs sub-second clock differences between replicas).
+pub fn redis_nonce_ttl(now: i64, until: i64) -> u64 {
+    u64::try_from(until.saturating_sub(now).saturating_add(2))
+        .unwrap_or(0)
+        .max(2)
 }
 
 #[cfg(test)]

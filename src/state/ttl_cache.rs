@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct TtlCache<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
+    entries: Mutex<HashMap<K, (V, u64)>>,
     ttl: Duration,
     capacity: usize,
 }
@@ -22,18 +22,18 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (V, u64)>> {
         // A panic elsewhere cannot leave a map half-written in a way that
         // matters here; keep serving rather than poison every request.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, key: &K, now: Instant) -> Option<V> {
+    /// The value, unless older than the TTL at `now` (monotonic nanoseconds
+    /// from the injected clock).
+    pub fn get(&self, key: &K, now: u64) -> Option<V> {
         let mut map = self.lock();
         match map.get(key) {
-            Some((value, born)) if now.saturating_duration_since(*born) < self.ttl => {
-                Some(value.clone())
-            }
+            Some((value, born)) if self.live(*born, now) => Some(value.clone()),
             Some(_) => {
                 map.remove(key);
                 None
@@ -42,20 +42,18 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         }
     }
 
-    pub fn insert(&self, key: K, value: V, now: Instant) {
+    pub fn insert(&self, key: K, value: V, now: u64) {
         let mut map = self.lock();
-        if map.len() >= self.capacity && !map.contains_key(&key) {
-            let ttl = self.ttl;
-            map.retain(|_, (_, born)| now.saturating_duration_since(*born) < ttl);
-            if map.len() >= self.capacity {
-                // Still full of live entries: drop an arbitrary one. The
-                // cache is a speed-up, never the source of truth.
-                if let Some(victim) = map.keys().next().cloned() {
-                    map.remove(&victim);
-                }
-            }
+        if !map.contains_key(&key) {
+            // Full of live entries: an arbitrary one goes. The cache is a
+            // speed-up, never the source of truth.
+            make_room(&mut map, self.capacity, |(_, born)| self.live(*born, now));
         }
         map.insert(key, (value, now));
+    }
+
+    fn live(&self, born: u64, now: u64) -> bool {
+        Duration::from_nanos(now.saturating_sub(born)) < self.ttl
     }
 
     pub fn remove(&self, key: &K) {
@@ -75,6 +73,25 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     }
 }
 
+/// Makes room for one more entry in a map bounded by `capacity`: drops the
+/// entries that are no longer `live`, then, if it is still full, an
+/// arbitrary one. The one eviction routine of every bounded cache here.
+pub fn make_room<K: Eq + Hash + Clone, V>(
+    map: &mut HashMap<K, V>,
+    capacity: usize,
+    live: impl Fn(&V) -> bool,
+) {
+    if map.len() < capacity {
+        return;
+    }
+    map.retain(|_, v| live(v));
+    if map.len() >= capacity {
+        if let Some(victim) = map.keys().next().cloned() {
+            map.remove(&victim);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,17 +99,17 @@ mod tests {
     #[test]
     fn entries_expire_after_the_ttl() {
         let c = TtlCache::new(Duration::from_secs(30), 10);
-        let t0 = Instant::now();
+        let t0 = 1_000_000_000u64;
         c.insert(1u8, "a", t0);
-        assert_eq!(c.get(&1, t0 + Duration::from_secs(29)), Some("a"));
-        assert_eq!(c.get(&1, t0 + Duration::from_secs(30)), None);
+        assert_eq!(c.get(&1, t0 + 29_000_000_000), Some("a"));
+        assert_eq!(c.get(&1, t0 + 30_000_000_000), None);
         assert!(c.is_empty());
     }
 
     #[test]
     fn the_cache_never_grows_past_its_capacity() {
         let c = TtlCache::new(Duration::from_secs(30), 100);
-        let t0 = Instant::now();
+        let t0 = 1_000_000_000u64;
         for i in 0..1000u32 {
             c.insert(i, i, t0);
         }

@@ -17,6 +17,7 @@ use gatekeeper::core::policy::Policy;
 use gatekeeper::core::request::{AuthRequest, RawRequest};
 use gatekeeper::decide::{Authorizer, Settings};
 use gatekeeper::state::bcrypt::BasicVerifier;
+use gatekeeper::state::State;
 
 /// The legacy key of client `team-a` in the fixed policy.
 pub const KEY: &str = "fuzz-legacy-key-team-a";
@@ -70,7 +71,11 @@ pub fn decide((method, host, auth): Context, uri: &[u8]) -> Outcome {
     };
     let fixture = fixture();
     let decision = match AuthRequest::parse(&raw) {
-        Ok(req) => fixture.rt.block_on(fixture.authorizer.decide(&req)),
+        Ok(req) => match fixture.rt.block_on(fixture.authorizer.decide(&req)) {
+            Ok(decision) => decision,
+            // An outage is answered as a deny (`http::authz`): never an allow.
+            Err(outage) => Decision::Deny(outage.refusal()),
+        },
         Err(reason) => {
             return Outcome {
                 allow: false,
@@ -100,12 +105,15 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| Fixture {
         authorizer: Authorizer::new(
             Policy::build(document()).expect("the fixed policy is valid"),
-            BasicVerifier::new(Duration::from_secs(60), 16),
-            LocalLimiter::new(1024),
+            State::in_process(
+                BasicVerifier::new(Duration::from_secs(60), 16),
+                LocalLimiter::new(1024),
+            ),
             Arc::new(SystemClock::default()),
             Settings {
                 allow_query_key: true,
                 hmac_window_secs: 300,
+                ..Settings::default()
             },
         ),
         rt: tokio::runtime::Builder::new_current_thread()

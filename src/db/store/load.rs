@@ -52,7 +52,7 @@ pub async fn load_document(
 /// Whether a load reads `gk_api_keys`.
 enum Keys {
     Included,
-    /// A serving replica looks keys up per request instead (`db::keys`).
+    /// A serving replica looks keys up per request instead (`state::keys`).
     Excluded,
 }
 

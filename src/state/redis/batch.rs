@@ -2,7 +2,7 @@
 //!
 //! Under load a worker thread has several decisions waiting on Redis at
 //! once, and what a script call costs Redis is mostly the call itself (see
-//! `shared::limiter`): sent one by one, 32 concurrent decisions cost Redis
+//! `state::redis::limiter_script`): sent one by one, 32 concurrent decisions cost Redis
 //! ~20 µs each and queue behind one another. So each thread keeps one queue
 //! per [`Batcher`]: the first caller to find it empty spawns a flush task,
 //! and every caller that runs before that task does joins the queue; the
@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::limiter_script::{Ask, Mode, Outcome, RedisLimiter};
-use super::{Redis, Unavailable};
+use super::{AttemptError, Redis, Unavailable};
 use crate::core::limiter::Charge;
 
 /// The most asks one script call judges; more wait for the next flush.
@@ -45,7 +45,7 @@ thread_local! {
 }
 
 /// What a flush tells each caller: its outcome, or why Redis gave none.
-type Reply = Result<Outcome, String>;
+type Reply = Result<Outcome, AttemptError>;
 
 /// An ask in the queue: when it was asked and where its outcome goes.
 struct Waiting {
@@ -113,7 +113,7 @@ impl Batcher {
         match answer.await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(error)) => Err(self.redis.failed(what, &error)),
-            Err(_) => Err(self.redis.failed(what, "flush abandoned")),
+            Err(_) => Err(self.redis.failed(what, &AttemptError::Abandoned)),
         }
     }
 
@@ -183,7 +183,7 @@ impl Flush {
     }
 
     /// One script call for `asks`, by `deadline`.
-    async fn send(&self, asks: &[Ask], deadline: Instant) -> Result<Vec<Outcome>, String> {
+    async fn send(&self, asks: &[Ask], deadline: Instant) -> Result<Vec<Outcome>, AttemptError> {
         let limiter = &self.limiter;
         self.redis
             .attempt_until(deadline, |mut conn| async move {

@@ -11,7 +11,7 @@
 //! # The script
 //!
 //! One `EVALSHA` (`EVAL` when Redis lacks the script) judges a batch of
-//! asks (see `shared::batch`), in order, each atomically across replicas:
+//! asks (see `state::redis::batch`), in order, each atomically across replicas:
 //! every distinct key of an ask is judged first, and only if all admit, and
 //! its mode is [`Mode::Charge`], are they all written — before the next ask
 //! of the batch is judged, so a batch decides exactly as its asks would one
@@ -55,6 +55,7 @@
 use deadpool_redis::redis::{self, aio::ConnectionLike, ErrorKind, RedisError, RedisResult};
 
 use crate::core::decision::RateInfo;
+pub use crate::core::limiter::Mode;
 use crate::core::limiter::{combine, distinct, Charge, Gcra, LimitKey, RateDenied, Verdict};
 use crate::core::model::Limit;
 
@@ -110,21 +111,11 @@ end
 return out
 "#;
 
-/// Whether a call writes the charges it admits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Admit and charge, all or nothing.
-    Charge,
-    /// Judge only: would these charges be admitted now? Writes nothing.
-    Peek,
-}
-
-impl Mode {
-    fn as_arg(self) -> &'static str {
-        match self {
-            Mode::Charge => "charge",
-            Mode::Peek => "peek",
-        }
+/// The script's `mode` argument.
+fn mode_arg(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Charge => "charge",
+        Mode::Peek => "peek",
     }
 }
 
@@ -207,7 +198,7 @@ impl RedisLimiter {
         let mut call = self.script.prepare_invoke();
         call.arg(now_micros.map_or(String::new(), |now| now.to_string()));
         for ask in asks {
-            call.arg(ask.mode.as_arg());
+            call.arg(mode_arg(ask.mode));
             call.arg(ask.keys.len());
             for (key, gcra) in ask.keys.iter().zip(&ask.params) {
                 call.key(key.as_str());

@@ -75,6 +75,31 @@ impl Drop for ThreadConnection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 
+/// Why one attempt got no answer, for the log line (the client's errors
+/// name hosts and commands, never values). Cloned to every caller a batch
+/// was answering.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AttemptError {
+    #[error("timed out")]
+    TimedOut,
+    #[error("the batch was abandoned before its flush")]
+    Abandoned,
+    #[error("{0}")]
+    Failed(Arc<str>),
+}
+
+impl From<deadpool_redis::PoolError> for AttemptError {
+    fn from(e: deadpool_redis::PoolError) -> AttemptError {
+        AttemptError::Failed(e.to_string().into())
+    }
+}
+
+impl From<redis::RedisError> for AttemptError {
+    fn from(e: redis::RedisError) -> AttemptError {
+        AttemptError::Failed(e.to_string().into())
+    }
+}
+
 /// How often the probe asks Redis whether it answers, and refreshes the
 /// pool gauges.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -157,7 +182,7 @@ impl Redis {
 
     /// `op` on this thread's connection within the timeout, without the
     /// down mark or failure handling; the error as text for `failed`.
-    async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, String>
+    async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, AttemptError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -166,18 +191,18 @@ impl Redis {
     }
 
     /// `attempt`, bounded by `deadline` instead of the timeout from now.
-    async fn attempt_until<T, F, Fut>(&self, deadline: Instant, op: F) -> Result<T, String>
+    async fn attempt_until<T, F, Fut>(&self, deadline: Instant, op: F) -> Result<T, AttemptError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let attempt = async {
-            let conn = self.connection().await.map_err(|e| e.to_string())?;
-            op(conn).await.map_err(|e| e.to_string())
+            let conn = self.connection().await?;
+            Ok(op(conn).await?)
         };
         match tokio::time::timeout_at(deadline, attempt).await {
             Ok(result) => result,
-            Err(_) => Err("timed out".to_owned()),
+            Err(_) => Err(AttemptError::TimedOut),
         }
     }
 
@@ -216,14 +241,14 @@ impl Redis {
         })
     }
 
-    fn failed(&self, what: &'static str, error: &str) -> Unavailable {
+    fn failed(&self, what: &'static str, error: &AttemptError) -> Unavailable {
         // The connections may be the broken part: every thread takes a
         // fresh one on its next call.
         self.forget_connections();
         ::metrics::counter!(metrics::REDIS_ERRORS, "op" => what).increment(1);
         if self.up.swap(false, Ordering::Relaxed) {
             // Errors from the client name hosts and commands, never values.
-            tracing::warn!(op = what, error, "Redis unavailable; falling back");
+            tracing::warn!(op = what, %error, "Redis unavailable; falling back");
         }
         self.fell_back(what)
     }
