@@ -19,17 +19,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { file, json } => cli::check(&file, json),
-        Command::Key(KeyCommand::Generate { json }) => cli::key_generate(json),
+        Command::Check { file, json } => cli::check::run(&file, json),
+        Command::Key(KeyCommand::Generate { json }) => cli::key::generate(json),
         Command::Key(KeyCommand::Manage(cmd)) => run_async(manage::key(cmd)),
         Command::Route(cmd) => run_async(manage::route(cmd)),
         Command::Client(cmd) => run_async(manage::client(cmd)),
         Command::Grant(cmd) => run_async(manage::grant(cmd)),
         Command::Limit(cmd) => run_async(manage::limit(cmd)),
-        Command::Secret(SecretCommand::Hash { cost }) => cli::secret_hash(cost),
-        Command::Sign(args) => cli::sign(&args),
-        Command::Healthcheck => run_async(cli::healthcheck()),
-        Command::Migrate => run_async(cli::migrate()),
+        Command::Secret(SecretCommand::Hash { cost }) => cli::secret::hash(cost),
+        Command::Sign(args) => cli::sign::run(&args),
+        Command::Healthcheck => run_async(cli::healthcheck::run()),
+        Command::Migrate => run_async(cli::migrate::run()),
         Command::Import(ImportCommand::ApiGatekeeper { from, apply, json }) => {
             run_async(commands::import::run(&from, apply, json))
         }
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             json,
         } => run_async(commands::apply::run(&file, dry_run, prune, json)),
         Command::Audit(cmd) => run_async(commands::audit::run(cmd)),
-        Command::Serve { config } => run_async(cli::serve(config)),
+        Command::Serve { config } => run_async(cli::serve::run(config)),
     }
 }
 
