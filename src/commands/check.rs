@@ -2,38 +2,25 @@
 //! summary (exit 65 naming the place when it is invalid).
 
 use std::path::Path;
-use std::process::ExitCode;
 
-use gatekeeper::sources::file_format::Summary;
+use gatekeeper::core::policy::Policy;
+use gatekeeper::sources::file_format::{self, Summary};
 
-use super::{fail, EXIT_DATA};
+use super::CommandError;
 
-pub fn run(file: &Path, json: bool) -> ExitCode {
-    let result = gatekeeper::sources::file_format::load(file)
-        .map_err(|e| e.to_string())
-        .and_then(|doc| {
-            let summary = Summary::of(&doc);
-            let warnings = gatekeeper::core::lint::warnings(&doc);
-            gatekeeper::core::policy::Policy::build(doc)
-                .map(|_| (summary, warnings))
-                .map_err(|e| e.to_string())
-        });
-    match result {
-        Ok((summary, warnings)) if json => {
-            let out = serde_json::json!({"valid": true, "routes": summary.routes, "clients": summary.clients, "keys": summary.keys, "grants": summary.grants, "warnings": warnings});
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
-        Ok((summary, warnings)) => {
-            println!("{}: valid ({summary})", file.display());
-            for warning in warnings {
-                println!("warning: {warning}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(errors) => fail(
-            EXIT_DATA,
-            format!("{} is invalid:\n{errors}", file.display()),
-        ),
+pub fn run(file: &Path, json: bool) -> Result<(), CommandError> {
+    let doc = file_format::load(file).map_err(|e| CommandError::invalid_file(file, e))?;
+    let summary = Summary::of(&doc);
+    let warnings = gatekeeper::core::lint::warnings(&doc);
+    Policy::build(doc).map_err(|e| CommandError::invalid_file(file, e))?;
+    if json {
+        let out = serde_json::json!({"valid": true, "routes": summary.routes, "clients": summary.clients, "keys": summary.keys, "grants": summary.grants, "warnings": warnings});
+        println!("{out}");
+        return Ok(());
     }
+    println!("{}: valid ({summary})", file.display());
+    for warning in warnings {
+        println!("warning: {warning}");
+    }
+    Ok(())
 }

@@ -1,31 +1,23 @@
 //! `gatekeeper healthcheck`: exit 0 when the local service answers `/readyz`
-//! on GATEKEEPER_ADMIN_LISTEN (for container health checks, which have no
-//! curl).
+//! on GATEKEEPER_ADMIN_LISTEN (the container image's HEALTHCHECK).
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use gatekeeper::config::Config;
 
-use super::{fail, EXIT_CONFIG};
+use super::{failed, CommandError};
 
 /// `GET /readyz` on the admin listener, bounded in time.
-pub async fn run() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    match tokio::time::timeout(Duration::from_secs(3), probe(config.admin_listen)).await {
-        Ok(Ok(true)) => ExitCode::SUCCESS,
-        Ok(Ok(false)) => fail(1, "not ready"),
-        Ok(Err(e)) => fail(1, format!("cannot reach {}: {e}", config.admin_listen)),
-        Err(_) => fail(
-            1,
-            format!("{} did not answer within 3 s", config.admin_listen),
-        ),
+pub async fn run() -> Result<(), CommandError> {
+    let config = Config::from_env()?;
+    let addr = config.admin_listen;
+    match tokio::time::timeout(Duration::from_secs(3), probe(addr)).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err(failed("not ready")),
+        Ok(Err(e)) => Err(failed(format!("cannot reach {addr}: {e}"))),
+        Err(_) => Err(failed(format!("{addr} did not answer within 3 s"))),
     }
 }
-
 async fn probe(addr: std::net::SocketAddr) -> std::io::Result<bool> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await?;

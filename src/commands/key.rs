@@ -2,17 +2,12 @@
 //! shown once, with the lines to paste (PostgreSQL mode's `key …` commands
 //! are in `manage`).
 
-use std::process::ExitCode;
-
 use gatekeeper::core::apikey;
 
-use super::fail;
+use super::{failed, CommandError};
 
-pub fn generate(json: bool) -> ExitCode {
-    let key = match apikey::generate() {
-        Ok(key) => key,
-        Err(e) => return fail(1, e),
-    };
+pub fn generate(json: bool) -> Result<(), CommandError> {
+    let key = apikey::generate().map_err(failed)?;
     if json {
         let out = serde_json::json!({"key": key.key.expose(), "id": key.public_id, "digest": key.digest.to_string()});
         println!("{out}");
@@ -24,5 +19,5 @@ pub fn generate(json: bool) -> ExitCode {
         println!("id = \"{}\"", key.public_id);
         println!("digest = \"{}\"", key.digest);
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -1,41 +1,35 @@
 //! `gatekeeper migrate`: apply pending schema migrations to the policy
 //! database and to the audit database when that is another one.
 
-use std::process::ExitCode;
-
 use gatekeeper::config::Config;
 
-use super::{fail, EXIT_CONFIG};
+use super::{database_url, failed, CommandError};
 
-pub async fn run() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
+pub async fn run() -> Result<(), CommandError> {
+    let config = Config::from_env()?;
     // The audit log may live in a database of its own (file mode, or kept
     // apart from the policy): it gets the same schema.
     let audit = config
         .audit_database_url
+        .clone()
         .filter(|a| Some(a) != config.database_url.as_ref());
-    let targets: Vec<(&str, String)> = [("", config.database_url), ("audit database: ", audit)]
-        .into_iter()
-        .filter_map(|(label, url)| Some((label, url?.0)))
-        .collect();
-    if targets.is_empty() {
-        return fail(
-            EXIT_CONFIG,
-            "GATEKEEPER_DATABASE_URL: set it (or GATEKEEPER_DATABASE_URL_FILE) to migrate",
-        );
-    }
+    let policy = match audit {
+        // File mode with an audit database: that is the only schema.
+        Some(_) if config.database_url.is_none() => None,
+        _ => Some(database_url(&config, "migrate")?),
+    };
+    let targets = [("", policy), ("audit database: ", audit.map(|a| a.0))];
     for (label, url) in targets {
-        match gatekeeper::db::migrate::run(&url).await {
-            Ok(applied) if applied.is_empty() => println!("{label}the schema is up to date"),
-            Ok(applied) => {
-                let list: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
-                println!("{label}applied migrations: {}", list.join(", "));
-            }
-            Err(e) => return fail(1, format!("{label}{e:#}")),
+        let Some(url) = url else { continue };
+        let applied = gatekeeper::db::migrate::run(&url)
+            .await
+            .map_err(|e| failed(format!("{label}{e:#}")))?;
+        if applied.is_empty() {
+            println!("{label}the schema is up to date");
+        } else {
+            let list: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
+            println!("{label}applied migrations: {}", list.join(", "));
         }
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -2,14 +2,13 @@
 //! the `Authorization: HMAC …` header for one request.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
 
 use gatekeeper::core::model::without_line_end;
 use gatekeeper::core::signature;
 
-use super::{fail, EXIT_CONFIG};
+use super::{failed, usage, CommandError};
 
 #[derive(Args)]
 pub struct SignArgs {
@@ -33,21 +32,14 @@ pub struct SignArgs {
     nonce: Option<String>,
 }
 
-pub fn run(args: &SignArgs) -> ExitCode {
-    let secret = match std::fs::read(&args.secret_file) {
-        Ok(s) => without_line_end(&s).to_vec(),
-        Err(e) => {
-            return fail(
-                EXIT_CONFIG,
-                format!("--secret-file {}: {e}", args.secret_file.display()),
-            )
-        }
-    };
+pub fn run(args: &SignArgs) -> Result<(), CommandError> {
+    let secret = std::fs::read(&args.secret_file)
+        .map(|s| without_line_end(&s).to_vec())
+        .map_err(|e| usage(format!("--secret-file {}: {e}", args.secret_file.display())))?;
     let body = match &args.body_file {
-        Some(p) => match std::fs::read(p) {
-            Ok(b) => b,
-            Err(e) => return fail(EXIT_CONFIG, format!("--body-file {}: {e}", p.display())),
-        },
+        Some(p) => {
+            std::fs::read(p).map_err(|e| usage(format!("--body-file {}: {e}", p.display())))?
+        }
         None => Vec::new(),
     };
     let timestamp = args
@@ -57,9 +49,7 @@ pub fn run(args: &SignArgs) -> ExitCode {
         Some(n) => n.clone(),
         None => {
             let mut b = [0u8; 16];
-            if getrandom::getrandom(&mut b).is_err() {
-                return fail(1, "no randomness for a nonce");
-            }
+            getrandom::getrandom(&mut b).map_err(|_| failed("no randomness for a nonce"))?;
             hex::encode(b)
         }
     };
@@ -68,5 +58,5 @@ pub fn run(args: &SignArgs) -> ExitCode {
         "Authorization: HMAC client_id=\"{}\",timestamp=\"{timestamp}\",nonce=\"{nonce}\",signature=\"{sig}\"",
         args.client
     );
-    ExitCode::SUCCESS
+    Ok(())
 }
