@@ -140,13 +140,7 @@ fn database_url() -> Result<String, CommandError> {
 }
 
 async fn connect(url: &str) -> Result<Client, CommandError> {
-    let (client, _task) = gatekeeper::db::connect(url).await.map_err(|e| {
-        let mut text = e.to_string();
-        if let Some(source) = std::error::Error::source(&e) {
-            text.push_str(&format!(": {source}"));
-        }
-        failed(text)
-    })?;
+    let (client, _task) = gatekeeper::db::connect(url).await?;
     Ok(client)
 }
 
