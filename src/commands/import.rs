@@ -20,7 +20,7 @@ pub async fn run(from: &str, apply: bool, json: bool) -> Result<(), CommandError
         );
         return Ok(());
     }
-    let url = database_url(&config, "import into it")?;
+    let url = database_url(&config, "import with --apply")?;
     let master_key = config.sealing_key()?;
     let plan = plan_and_apply(&url, &import.document, master_key.as_ref(), !apply, false)
         .await
