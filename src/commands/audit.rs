@@ -4,7 +4,6 @@
 //! stable snake_case names (absent values are `null`).
 
 use std::io::Write;
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
@@ -14,7 +13,7 @@ use tokio_postgres::{Client, Row};
 
 use gatekeeper::audit::rows::{AuditRow, Table, SELECT_AFTER, SELECT_LATEST, SELECT_MATCHING};
 
-use crate::commands::{fail, EXIT_CONFIG};
+use super::{failed, usage, CommandError};
 use gatekeeper::config::Config;
 use gatekeeper::core::decision::Reason;
 
@@ -59,54 +58,41 @@ pub enum AuditCommand {
     },
 }
 
-/// Why a command failed: a usage error (exit 64) or anything else (1).
-#[derive(Debug)]
-enum Failure {
-    Usage(String),
-    Output(std::io::Error),
-    Failed(String),
-}
-
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Failure {
-        Failure::Output(e)
+/// A failed read, by its SQLSTATE and message (a read quotes no row).
+fn read_failed(e: tokio_postgres::Error) -> CommandError {
+    use tokio_postgres::error::SqlState;
+    if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
+        return failed(
+            "the audit database has no gk_audit table: run `gatekeeper migrate` with it",
+        );
     }
-}
-
-impl From<tokio_postgres::Error> for Failure {
-    fn from(e: tokio_postgres::Error) -> Failure {
-        use tokio_postgres::error::SqlState;
-        if e.code() == Some(&SqlState::UNDEFINED_TABLE) {
-            return Failure::Failed(
-                "the audit database has no gk_audit table: run `gatekeeper migrate` with it".into(),
-            );
-        }
-        Failure::Failed(format!("reading the audit log failed: {}", describe(&e)))
-    }
-}
-
-/// A database error by its SQLSTATE and message (a read quotes no row).
-fn describe(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
+    let why = match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
         None => e.to_string(),
-    }
+    };
+    failed(format!("reading the audit log failed: {why}"))
 }
 
 /// Runs an `audit` command against the environment's audit database.
-pub async fn run(command: AuditCommand) -> ExitCode {
+pub async fn run(command: AuditCommand) -> Result<(), CommandError> {
     let mut out = std::io::stdout().lock();
     match run_with(command, &mut out).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => fail(EXIT_CONFIG, message),
         // `tail --follow | head`: the reader has seen enough.
-        Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(Failure::Output(e)) => fail(1, format!("writing the output failed: {e}")),
-        Err(Failure::Failed(message)) => fail(1, message),
+        Err(e) if closed_output(&e) => Ok(()),
+        result => result,
     }
 }
 
-async fn run_with(command: AuditCommand, out: &mut impl Write) -> Result<(), Failure> {
+/// A write to standard output failed because its reader went away.
+fn closed_output(e: &CommandError) -> bool {
+    let CommandError::Failed(e) = e else {
+        return false;
+    };
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+async fn run_with(command: AuditCommand, out: &mut impl Write) -> Result<(), CommandError> {
     let url = database_url()?;
     // Flags are checked before connecting: a typo needs no database.
     match command {
@@ -141,41 +127,35 @@ async fn run_with(command: AuditCommand, out: &mut impl Write) -> Result<(), Fai
     }
 }
 
-fn database_url() -> Result<String, Failure> {
-    let config = Config::from_env().map_err(|e| Failure::Usage(e.to_string()))?;
+/// The audit log's own database, else the policy's.
+fn database_url() -> Result<String, CommandError> {
+    let config = Config::from_env()?;
     let url = config.audit_database_url.ok_or_else(|| {
-        Failure::Usage(
+        usage(
             "GATEKEEPER_AUDIT_DATABASE_URL: set it or GATEKEEPER_DATABASE_URL \
-             (or their _FILE variants) to read the audit log"
-                .into(),
+             (or their _FILE variants) to read the audit log",
         )
     })?;
     Ok(url.0)
 }
 
-async fn connect(url: &str) -> Result<Client, Failure> {
-    let (client, _task) = gatekeeper::db::connect(url).await.map_err(|e| {
-        let mut text = e.to_string();
-        if let Some(source) = std::error::Error::source(&e) {
-            text.push_str(&format!(": {source}"));
-        }
-        Failure::Failed(text)
-    })?;
+async fn connect(url: &str) -> Result<Client, CommandError> {
+    let (client, _task) = gatekeeper::db::connect(url).await?;
     Ok(client)
 }
 
-fn row_count(flag: &str, n: u32) -> Result<i64, Failure> {
+fn row_count(flag: &str, n: u32) -> Result<i64, CommandError> {
     if (1..=MAX_ROWS).contains(&n) {
         Ok(i64::from(n))
     } else {
-        Err(Failure::Usage(format!(
+        Err(usage(format!(
             "{flag}: expected a number of rows from 1 to {MAX_ROWS}"
         )))
     }
 }
 
 /// `90s`, `30m`, `1h`, `7d` back from `now`, or an RFC 3339 time.
-fn parse_since(text: &str, now: SystemTime) -> Result<SystemTime, Failure> {
+fn parse_since(text: &str, now: SystemTime) -> Result<SystemTime, CommandError> {
     let back = match text.strip_suffix('d') {
         Some(days) => days
             .parse::<u64>()
@@ -192,19 +172,19 @@ fn parse_since(text: &str, now: SystemTime) -> Result<SystemTime, Failure> {
             .map(SystemTime::from),
     };
     at.ok_or_else(|| {
-        Failure::Usage(format!(
+        usage(format!(
             "--since `{text}`: expected a time back from now (90s, 30m, 1h, 7d) \
              or an RFC 3339 time (2026-11-24T10:00:00Z)"
         ))
     })
 }
 
-fn parse_reason(text: &str) -> Result<String, Failure> {
+fn parse_reason(text: &str) -> Result<String, CommandError> {
     if Reason::ALL.iter().any(|r| r.as_str() == text) {
         return Ok(text.to_owned());
     }
     let known: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-    Err(Failure::Usage(format!(
+    Err(usage(format!(
         "--reason `{text}`: expected one of {}",
         known.join(", ")
     )))
@@ -217,10 +197,11 @@ struct Filter {
     limit: i64,
 }
 
-async fn query(db: &Client, f: &Filter) -> Result<Vec<AuditRow>, Failure> {
+async fn query(db: &Client, f: &Filter) -> Result<Vec<AuditRow>, CommandError> {
     let rows = db
         .query(SELECT_MATCHING, &[&f.client, &f.since, &f.reason, &f.limit])
-        .await?;
+        .await
+        .map_err(read_failed)?;
     oldest_first(rows)
 }
 
@@ -230,8 +211,12 @@ async fn tail(
     follow: bool,
     json: bool,
     out: &mut impl Write,
-) -> Result<(), Failure> {
-    let rows = oldest_first(db.query(SELECT_LATEST, &[&lines]).await?)?;
+) -> Result<(), CommandError> {
+    let rows = db
+        .query(SELECT_LATEST, &[&lines])
+        .await
+        .map_err(read_failed)?;
+    let rows = oldest_first(rows)?;
     let mut table = Table::new();
     print(out, &rows, json, &mut table)?;
     if !follow {
@@ -242,10 +227,12 @@ async fn tail(
         tokio::time::sleep(FOLLOW_INTERVAL).await;
         let rows = db
             .query(SELECT_AFTER, &[&last])
-            .await?
+            .await
+            .map_err(read_failed)?
             .iter()
             .map(AuditRow::of)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read_failed)?;
         if let Some(row) = rows.last() {
             last = row.id;
         }
@@ -254,11 +241,12 @@ async fn tail(
 }
 
 /// Rows read newest first, in the order they happened.
-fn oldest_first(rows: Vec<Row>) -> Result<Vec<AuditRow>, Failure> {
+fn oldest_first(rows: Vec<Row>) -> Result<Vec<AuditRow>, CommandError> {
     let mut rows = rows
         .iter()
         .map(AuditRow::of)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_failed)?;
     rows.reverse();
     Ok(rows)
 }
@@ -268,7 +256,7 @@ fn print(
     rows: &[AuditRow],
     json: bool,
     table: &mut Table,
-) -> Result<(), Failure> {
+) -> Result<(), CommandError> {
     if json {
         for row in rows {
             serde_json::to_writer(&mut *out, row).map_err(std::io::Error::from)?;
@@ -297,7 +285,7 @@ mod tests {
         assert_eq!(secs, 1_795_514_400);
         for bad in ["yesterday", "0d", "-1h", "2026-11-24"] {
             assert!(
-                matches!(parse_since(bad, now), Err(Failure::Usage(_))),
+                matches!(parse_since(bad, now), Err(CommandError::Usage(_))),
                 "{bad}"
             );
         }
@@ -306,11 +294,20 @@ mod tests {
     #[test]
     fn only_known_reasons_and_bounded_counts_are_accepted() {
         assert!(parse_reason("invalid_credentials").is_ok());
-        let Err(Failure::Usage(message)) = parse_reason("nope") else {
+        let Err(CommandError::Usage(message)) = parse_reason("nope") else {
             panic!("an unknown reason is a usage error");
         };
         assert!(message.contains("rate_limited"), "{message}");
         assert!(row_count("-n", 0).is_err() && row_count("-n", MAX_ROWS + 1).is_err());
         assert_eq!(row_count("-n", 5).ok(), Some(5));
+    }
+
+    #[test]
+    fn a_reader_that_went_away_ends_the_output_quietly() {
+        let closed = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(closed_output(&CommandError::from(closed)));
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        assert!(!closed_output(&CommandError::from(full)));
+        assert!(!closed_output(&failed("reading the audit log failed")));
     }
 }

@@ -4,64 +4,46 @@
 //! same engine as `apply` (keys as digests, HMAC secrets sealed, ids kept).
 //! Dry-run by default: nothing is written without `--apply`.
 
-use std::process::ExitCode;
-
-use crate::commands::{fail, EXIT_CONFIG, EXIT_DATA};
 use gatekeeper::apply::{plan_and_apply, render, ApplyError};
 use gatekeeper::config::Config;
 use gatekeeper::import::{read_api_gatekeeper, Import, Report};
 
-pub async fn run(from: &str, apply: bool, json: bool) -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    let import = match read(from).await {
-        Ok(import) => import,
-        Err(message) => return fail(1, message),
-    };
+use super::{database_url, failed, CommandError};
+
+pub async fn run(from: &str, apply: bool, json: bool) -> Result<(), CommandError> {
+    let config = Config::from_env()?;
+    let import = read(from).await.map_err(failed)?;
     print_report(&import.report, json);
-    let Some(url) = config.database_url.clone() else {
-        if apply {
-            return fail(
-                EXIT_CONFIG,
-                "GATEKEEPER_DATABASE_URL: set it to the database to import into",
-            );
-        }
+    if config.database_url.is_none() && !apply {
         println!(
             "dry run: nothing written (set GATEKEEPER_DATABASE_URL and pass --apply to import)"
         );
-        return ExitCode::SUCCESS;
-    };
-    let master_key = match config.sealing_key() {
-        Ok(key) => key,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    match plan_and_apply(&url.0, &import.document, master_key.as_ref(), !apply, false).await {
-        Ok(plan) => {
-            if !json {
-                print!("{}", render(&plan));
-                let what = if apply {
-                    "imported"
-                } else {
-                    "dry run, nothing written; --apply imports"
-                };
-                println!(
-                    "{what}: {} to create, {} to change",
-                    plan.create.len(),
-                    plan.update.len()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e @ ApplyError::MasterKeyMissing { .. }) => {
-            fail(EXIT_CONFIG, format!("GATEKEEPER_MASTER_KEY: {e}"))
-        }
-        Err(e @ ApplyError::Invalid(_)) => {
-            fail(EXIT_DATA, format!("import failed, nothing written: {e}"))
-        }
-        Err(e) => fail(1, format!("import failed, nothing written: {e}")),
+        return Ok(());
     }
+    let url = database_url(&config, "import with --apply")?;
+    let master_key = config.sealing_key()?;
+    let plan = plan_and_apply(&url, &import.document, master_key.as_ref(), !apply, false)
+        .await
+        .map_err(|e| match e {
+            ApplyError::Invalid(errors) => {
+                CommandError::Data(format!("import failed, nothing written: {errors}"))
+            }
+            e => CommandError::from(e).context("import failed, nothing written"),
+        })?;
+    if !json {
+        print!("{}", render(&plan));
+        let what = if apply {
+            "imported"
+        } else {
+            "dry run, nothing written; --apply imports"
+        };
+        println!(
+            "{what}: {} to create, {} to change",
+            plan.create.len(),
+            plan.update.len()
+        );
+    }
+    Ok(())
 }
 
 /// One consistent view of the four predecessor tables.

@@ -1,32 +1,39 @@
-//! The command line (DESIGN §7): `serve`, `check`, `healthcheck`, `key
-//! generate`, `secret hash`, `sign`. Each command is a small function that
-//! returns an exit code; `main` only dispatches.
+//! The command line (DESIGN §7): the clap tree, the dispatch, and the one
+//! place where a failed command becomes an exit code. Each command lives
+//! in a module of its own and returns `Result<(), CommandError>`; `main`
+//! only parses and calls [`run`].
 
 pub mod apply;
 pub mod audit;
+pub mod check;
+pub mod healthcheck;
 pub mod import;
+pub mod key;
 pub mod manage;
+pub mod migrate;
+pub mod secret;
+pub mod serve;
+pub mod sign;
 
-use std::io::{Read, Write};
+use std::fmt::Display;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
 
-use gatekeeper::app::Source;
-use gatekeeper::clock::SystemClock;
-use gatekeeper::config::{settings_help, Config};
-use gatekeeper::core::model::without_line_end;
-use gatekeeper::core::policy::Policy;
-use gatekeeper::core::{apikey, signature};
-use gatekeeper::sources::file_format::Summary;
+use gatekeeper::apply::ApplyError;
+use gatekeeper::config::{settings_help, Config, ConfigError};
+use gatekeeper::db::store::StoreError;
+use gatekeeper::db::DbError;
 
-/// Invalid environment or flags.
-pub const EXIT_CONFIG: u8 = 64;
-/// Invalid declarative file.
+/// Invalid environment or flags (sysexits' `EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
+/// An invalid declarative file (sysexits' `EX_DATAERR`).
 pub const EXIT_DATA: u8 = 65;
+/// Anything else: the database, the network, the output.
+pub const EXIT_FAILED: u8 = 1;
 
 #[derive(Parser)]
 #[command(
@@ -94,7 +101,7 @@ pub enum Command {
     #[command(subcommand)]
     Secret(SecretCommand),
     /// Print an `Authorization: HMAC …` header for a request (client side).
-    Sign(SignArgs),
+    Sign(sign::SignArgs),
     /// Read the audit log (GATEKEEPER_AUDIT_DATABASE_URL, else
     /// GATEKEEPER_DATABASE_URL).
     #[command(subcommand)]
@@ -137,285 +144,213 @@ pub enum SecretCommand {
     },
 }
 
-#[derive(Args)]
-pub struct SignArgs {
-    #[arg(long)]
-    client: String,
-    /// File holding the shared secret (one trailing newline is ignored).
-    #[arg(long)]
-    secret_file: PathBuf,
-    #[arg(long)]
-    method: String,
-    /// The raw path as sent, without the query.
-    #[arg(long)]
-    path: String,
-    #[arg(long)]
-    body_file: Option<PathBuf>,
-    /// Unix seconds; defaults to now.
-    #[arg(long)]
-    timestamp: Option<i64>,
-    /// Defaults to a random one.
-    #[arg(long)]
-    nonce: Option<String>,
-}
-
-pub fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("gatekeeper: {message}");
-    ExitCode::from(code)
-}
-
-pub fn check(file: &Path, json: bool) -> ExitCode {
-    let result = gatekeeper::sources::file_format::load(file)
-        .map_err(|e| e.to_string())
-        .and_then(|doc| {
-            let summary = Summary::of(&doc);
-            let warnings = gatekeeper::core::lint::warnings(&doc);
-            gatekeeper::core::policy::Policy::build(doc)
-                .map(|_| (summary, warnings))
-                .map_err(|e| e.to_string())
-        });
-    match result {
-        Ok((summary, warnings)) if json => {
-            let out = serde_json::json!({"valid": true, "routes": summary.routes, "clients": summary.clients, "keys": summary.keys, "grants": summary.grants, "warnings": warnings});
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
-        Ok((summary, warnings)) => {
-            println!("{}: valid ({summary})", file.display());
-            for warning in warnings {
-                println!("warning: {warning}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(errors) => fail(
-            EXIT_DATA,
-            format!("{} is invalid:\n{errors}", file.display()),
-        ),
+/// Runs the command the line asked for: its exit code, and on failure its
+/// message on standard error.
+pub fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(e),
     }
 }
 
-pub fn key_generate(json: bool) -> ExitCode {
-    let key = match apikey::generate() {
-        Ok(key) => key,
-        Err(e) => return fail(1, e),
-    };
-    if json {
-        let out = serde_json::json!({"key": key.key.expose(), "id": key.public_id, "digest": key.digest.to_string()});
-        println!("{out}");
-    } else {
-        println!("key:    {}", key.key.expose());
-        println!("        (shown once: give it to the client now; only its digest is stored)");
-        println!();
-        println!("[[client.key]]");
-        println!("id = \"{}\"", key.public_id);
-        println!("digest = \"{}\"", key.digest);
-    }
-    ExitCode::SUCCESS
-}
-
-pub fn secret_hash(cost: u32) -> ExitCode {
-    let mut secret = String::new();
-    if std::io::stdin().read_to_string(&mut secret).is_err() {
-        return fail(EXIT_CONFIG, "cannot read the secret from standard input");
-    }
-    // Line ends are ASCII, so the cut is on a character boundary.
-    let secret = &secret[..without_line_end(secret.as_bytes()).len()];
-    if secret.is_empty() {
-        return fail(EXIT_CONFIG, "the secret on standard input is empty");
-    }
-    match bcrypt::hash(secret, cost) {
-        Ok(hash) => {
-            println!("{hash}");
-            ExitCode::SUCCESS
+fn dispatch(command: Command) -> Result<(), CommandError> {
+    match command {
+        Command::Check { file, json } => check::run(&file, json),
+        Command::Key(KeyCommand::Generate { json }) => key::generate(json),
+        Command::Key(KeyCommand::Manage(cmd)) => block_on(manage::key(cmd)),
+        Command::Route(cmd) => block_on(manage::route(cmd)),
+        Command::Client(cmd) => block_on(manage::client(cmd)),
+        Command::Grant(cmd) => block_on(manage::grant(cmd)),
+        Command::Limit(cmd) => block_on(manage::limit(cmd)),
+        Command::Secret(SecretCommand::Hash { cost }) => secret::hash(cost),
+        Command::Sign(args) => sign::run(&args),
+        Command::Healthcheck => block_on(healthcheck::run()),
+        Command::Migrate => block_on(migrate::run()),
+        Command::Import(ImportCommand::ApiGatekeeper { from, apply, json }) => {
+            block_on(import::run(&from, apply, json))
         }
-        Err(e) => fail(1, e),
+        Command::Apply {
+            file,
+            dry_run,
+            prune,
+            json,
+        } => block_on(apply::run(&file, dry_run, prune, json)),
+        Command::Audit(cmd) => block_on(audit::run(cmd)),
+        Command::Serve { config } => block_on(serve::run(config)),
     }
 }
 
-pub fn sign(args: &SignArgs) -> ExitCode {
-    let secret = match std::fs::read(&args.secret_file) {
-        Ok(s) => without_line_end(&s).to_vec(),
-        Err(e) => {
-            return fail(
-                EXIT_CONFIG,
-                format!("--secret-file {}: {e}", args.secret_file.display()),
-            )
-        }
-    };
-    let body = match &args.body_file {
-        Some(p) => match std::fs::read(p) {
-            Ok(b) => b,
-            Err(e) => return fail(EXIT_CONFIG, format!("--body-file {}: {e}", p.display())),
-        },
-        None => Vec::new(),
-    };
-    let timestamp = args
-        .timestamp
-        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
-    let nonce = match &args.nonce {
-        Some(n) => n.clone(),
-        None => {
-            let mut b = [0u8; 16];
-            if getrandom::getrandom(&mut b).is_err() {
-                return fail(1, "no randomness for a nonce");
-            }
-            hex::encode(b)
-        }
-    };
-    let sig = signature::sign(&secret, &args.method, &args.path, timestamp, &nonce, &body);
-    println!(
-        "Authorization: HMAC client_id=\"{}\",timestamp=\"{timestamp}\",nonce=\"{nonce}\",signature=\"{sig}\"",
-        args.client
-    );
-    ExitCode::SUCCESS
+/// The commands that talk to a database or a socket run on a runtime of
+/// their own; the others never start one.
+fn block_on(command: impl Future<Output = Result<(), CommandError>>) -> Result<(), CommandError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(command)
 }
 
-pub async fn migrate() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    // The audit log may live in a database of its own (file mode, or kept
-    // apart from the policy): it gets the same schema.
-    let audit = config
-        .audit_database_url
-        .filter(|a| Some(a) != config.database_url.as_ref());
-    let targets: Vec<(&str, String)> = [("", config.database_url), ("audit database: ", audit)]
-        .into_iter()
-        .filter_map(|(label, url)| Some((label, url?.0)))
-        .collect();
-    if targets.is_empty() {
-        return fail(
-            EXIT_CONFIG,
-            "GATEKEEPER_DATABASE_URL: set it (or GATEKEEPER_DATABASE_URL_FILE) to migrate",
+/// Why a command failed, which decides its exit code (DESIGN §10).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A missing or invalid setting or flag: exit 64. The message names it.
+    #[error("{0}")]
+    Usage(String),
+    /// An invalid declarative file: exit 65. The message names the place.
+    #[error("{0}")]
+    Data(String),
+    /// Anything else: exit 1. Printed with its whole cause chain,
+    /// `: `-joined, so a connection error says why.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Usage(_) => EXIT_USAGE,
+            CommandError::Data(_) => EXIT_DATA,
+            CommandError::Failed(_) => EXIT_FAILED,
+        }
+    }
+
+    /// `FILE is invalid:` and the problems, one per line.
+    pub fn invalid_file(file: &Path, errors: impl Display) -> CommandError {
+        CommandError::Data(format!("{} is invalid:\n{errors}", file.display()))
+    }
+
+    /// What was being done when something failed (exit 1). Usage and data
+    /// errors already say what to fix and are left as they are.
+    pub fn context(self, doing: impl Display + Send + Sync + 'static) -> CommandError {
+        match self {
+            CommandError::Failed(e) => CommandError::Failed(e.context(doing)),
+            other => other,
+        }
+    }
+}
+
+/// The one mapping from a failed command to what the operator sees.
+fn report(e: CommandError) -> ExitCode {
+    eprintln!("gatekeeper: {e}");
+    ExitCode::from(e.exit_code())
+}
+
+/// A usage error (exit 64) with this message.
+pub fn usage(message: impl Into<String>) -> CommandError {
+    CommandError::Usage(message.into())
+}
+
+/// A failure (exit 1) with this message: its text, without causes.
+pub fn failed(message: impl Display) -> CommandError {
+    CommandError::Failed(anyhow::anyhow!("{message}"))
+}
+
+impl From<anyhow::Error> for CommandError {
+    fn from(e: anyhow::Error) -> CommandError {
+        CommandError::Failed(e)
+    }
+}
+
+/// A bad setting names itself (`GATEKEEPER_LISTEN: …`).
+impl From<ConfigError> for CommandError {
+    fn from(e: ConfigError) -> CommandError {
+        usage(e.to_string())
+    }
+}
+
+impl From<StoreError> for CommandError {
+    fn from(e: StoreError) -> CommandError {
+        CommandError::Failed(e.into())
+    }
+}
+
+impl From<DbError> for CommandError {
+    fn from(e: DbError) -> CommandError {
+        CommandError::Failed(e.into())
+    }
+}
+
+/// A failed `BEGIN`/`COMMIT`: reported like any other store failure, never
+/// with the database's detail.
+impl From<tokio_postgres::Error> for CommandError {
+    fn from(e: tokio_postgres::Error) -> CommandError {
+        StoreError::from(e).into()
+    }
+}
+
+/// The `?` on a write to the command's output. Files and standard input a
+/// command reads are mapped where they are read, naming the flag.
+impl From<std::io::Error> for CommandError {
+    fn from(e: std::io::Error) -> CommandError {
+        CommandError::Failed(anyhow::Error::new(e).context("writing the output failed"))
+    }
+}
+
+impl From<ApplyError> for CommandError {
+    fn from(e: ApplyError) -> CommandError {
+        match e {
+            ApplyError::Invalid(errors) => CommandError::Data(errors),
+            e @ ApplyError::MasterKeyMissing { .. } => usage(format!("GATEKEEPER_MASTER_KEY: {e}")),
+            e => CommandError::Failed(e.into()),
+        }
+    }
+}
+
+/// The database URL, or a usage error naming GATEKEEPER_DATABASE_URL and
+/// what the command needs it `for_what`.
+pub fn database_url(config: &Config, for_what: &str) -> Result<String, CommandError> {
+    match &config.database_url {
+        Some(url) => Ok(url.0.clone()),
+        None => Err(usage(format!(
+            "GATEKEEPER_DATABASE_URL: set it (or GATEKEEPER_DATABASE_URL_FILE) to {for_what}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn without_a_database_url_a_command_exits_64_naming_it() {
+        let config = Config::from_map(&HashMap::new()).unwrap();
+        let e = database_url(&config, "migrate").unwrap_err();
+        assert_eq!(e.exit_code(), EXIT_USAGE);
+        assert!(
+            e.to_string().starts_with("GATEKEEPER_DATABASE_URL: "),
+            "{e}"
         );
     }
-    for (label, url) in targets {
-        match gatekeeper::db::migrate::run(&url).await {
-            Ok(applied) if applied.is_empty() => println!("{label}the schema is up to date"),
-            Ok(applied) => {
-                let list: Vec<String> = applied.iter().map(|v| format!("{v:04}")).collect();
-                println!("{label}applied migrations: {}", list.join(", "));
-            }
-            Err(e) => return fail(1, format!("{label}{e:#}")),
-        }
-    }
-    ExitCode::SUCCESS
-}
 
-/// `GET /readyz` on the admin listener, bounded in time.
-pub async fn healthcheck() -> ExitCode {
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    match tokio::time::timeout(Duration::from_secs(3), probe(config.admin_listen)).await {
-        Ok(Ok(true)) => ExitCode::SUCCESS,
-        Ok(Ok(false)) => fail(1, "not ready"),
-        Ok(Err(e)) => fail(1, format!("cannot reach {}: {e}", config.admin_listen)),
-        Err(_) => fail(
-            1,
-            format!("{} did not answer within 3 s", config.admin_listen),
-        ),
+    #[test]
+    fn each_kind_of_failure_has_its_exit_code() {
+        let file = Path::new("policy.toml");
+        assert_eq!(CommandError::invalid_file(file, "x").exit_code(), 65);
+        assert_eq!(usage("--flag: bad").exit_code(), 64);
+        assert_eq!(failed("not ready").exit_code(), 1);
+        let missing = ApplyError::MasterKeyMissing { client: "c".into() };
+        assert_eq!(CommandError::from(missing).exit_code(), 64);
+        assert_eq!(CommandError::from(ApplyError::Concurrent).exit_code(), 1);
     }
-}
 
-async fn probe(addr: std::net::SocketAddr) -> std::io::Result<bool> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(
-            format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await?;
-    Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
-}
-
-pub async fn serve(config_flag: Option<PathBuf>) -> ExitCode {
-    let mut config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    if config_flag.is_some() {
-        config.file = config_flag;
+    #[test]
+    fn a_failure_prints_its_causes_and_its_context() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe closed");
+        let e = CommandError::from(io).context("printing the plan");
+        assert_eq!(
+            e.to_string(),
+            "printing the plan: writing the output failed: pipe closed"
+        );
+        let e = usage("--flag: bad").context("ignored");
+        assert_eq!(e.to_string(), "--flag: bad");
     }
-    gatekeeper::logging::init(config.log_format, &config.log_level);
-    let prepared = match config.database_url.clone() {
-        Some(url) => postgres_source(&config, url.0).await,
-        None => file_source(&config),
-    };
-    let (source, policy) = match prepared {
-        Ok(ready) => ready,
-        Err((code, message)) => return fail(code, message),
-    };
-    if let Some(audit) = &config.audit {
-        if let Err(e) = gatekeeper::audit::check_database(audit).await {
-            return fail(1, format!("{e:#}"));
-        }
-    }
-    let metrics = match gatekeeper::metrics::install() {
-        Ok(m) => m,
-        Err(e) => return fail(1, format!("cannot set up metrics: {e}")),
-    };
-    let clock = Arc::new(SystemClock::default());
-    let app = match gatekeeper::app::App::build(config, source, policy, clock, metrics) {
-        Ok(app) => app,
-        Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
-    };
-    tracing::info!(authz = %app.authz_addr, admin = %app.admin_addr, "listening");
-    let _ = std::io::stdout().flush();
-    match app.run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(1, format!("{e:#}")),
-    }
-}
-
-type Prepared = Result<(Source, Policy), (u8, String)>;
-
-fn file_source(config: &Config) -> Prepared {
-    let Some(file) = config.file.clone() else {
-        return Err((
-            EXIT_CONFIG,
-            "GATEKEEPER_CONFIG: set it (or --config) to the declarative file, or set GATEKEEPER_DATABASE_URL".into(),
-        ));
-    };
-    match gatekeeper::sources::file::load_policy(&file) {
-        Ok(policy) => Ok((Source::File(file), policy)),
-        Err(errors) => Err((
-            EXIT_DATA,
-            format!("{} is invalid:\n{errors}", file.display()),
-        )),
-    }
-}
-
-/// PostgreSQL mode: the schema must be current, the master key valid when
-/// given, and the first snapshot must load before anything listens.
-async fn postgres_source(config: &Config, url: String) -> Prepared {
-    if config.file.is_some() {
-        return Err((
-            EXIT_CONFIG,
-            "GATEKEEPER_CONFIG: PostgreSQL mode reads the database; use `gatekeeper apply FILE` to load a file into it".into(),
-        ));
-    }
-    let master_key = config
-        .sealing_key()
-        .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-    gatekeeper::db::migrate::ensure_current(&url)
-        .await
-        .map_err(|e| (1, format!("{e:#}")))?;
-    let pool = gatekeeper::db::pool(&url, config.db_pool_size)
-        .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
-    let policy = gatekeeper::sources::postgres::load_policy(&pool, master_key.as_ref())
-        .await
-        .map_err(|e| (1, format!("cannot load the policy from PostgreSQL: {e:#}")))?;
-    Ok((
-        Source::Postgres {
-            url,
-            pool,
-            master_key,
-        },
-        policy,
-    ))
 }

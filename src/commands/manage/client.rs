@@ -1,14 +1,14 @@
 //! `gatekeeper client …`: clients, their status and their secrets.
 
 use std::io::{Read, Write};
-use std::process::ExitCode;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use clap::Subcommand;
 
 use super::output::{json, or_dash, table};
-use super::{connect, exit_with, usage, ManageError};
+use super::{connect, settings};
+use crate::commands::{failed, usage, CommandError};
 use gatekeeper::config::parse_master_key;
 use gatekeeper::core::model::{valid_id, without_line_end, ClientStatus};
 use gatekeeper::core::seal;
@@ -93,20 +93,11 @@ pub enum ClientSecretCommand {
     Clear { id: String },
 }
 
-pub async fn client(cmd: ClientCommand) -> ExitCode {
-    exit_with(|s| async move {
-        let mut stdin = std::io::stdin();
-        let key = s.master_key.as_deref();
-        run_client(
-            cmd,
-            &s.database_url,
-            key,
-            &mut stdin,
-            &mut std::io::stdout(),
-        )
-        .await
-    })
-    .await
+pub async fn client(cmd: ClientCommand) -> Result<(), CommandError> {
+    let s = settings()?;
+    let key = s.master_key.as_deref();
+    let (mut stdin, mut stdout) = (std::io::stdin(), std::io::stdout());
+    run_client(cmd, &s.database_url, key, &mut stdin, &mut stdout).await
 }
 
 /// `master_key` is GATEKEEPER_MASTER_KEY's text, needed by `secret set
@@ -117,7 +108,7 @@ pub async fn run_client(
     master_key: Option<&str>,
     input: &mut impl Read,
     out: &mut impl Write,
-) -> Result<(), ManageError> {
+) -> Result<(), CommandError> {
     let c = connect(url).await?;
     let message = match cmd {
         ClientCommand::Create {
@@ -164,7 +155,7 @@ async fn set_status(
     c: &tokio_postgres::Client,
     id: String,
     status: ClientStatus,
-) -> Result<String, ManageError> {
+) -> Result<String, CommandError> {
     store::set_client_status(c, &id, status).await?;
     Ok(format!("client `{id}` is {}", status.as_str()))
 }
@@ -175,7 +166,7 @@ async fn run_secret(
     master_key: Option<&str>,
     input: &mut impl Read,
     out: &mut impl Write,
-) -> Result<(), ManageError> {
+) -> Result<(), CommandError> {
     match cmd {
         ClientSecretCommand::Set {
             id,
@@ -191,8 +182,7 @@ async fn run_secret(
                 true => given_hmac_secret(input)?,
                 false => hmac_secret()?,
             };
-            let sealed = seal::seal(&key, &id, secret.as_bytes())
-                .map_err(|e| ManageError::Failed(e.to_string()))?;
+            let sealed = seal::seal(&key, &id, secret.as_bytes()).map_err(failed)?;
             store::set_hmac_secret(c, &id, &sealed).await?;
             if stdin {
                 writeln!(out, "hmac secret of client `{id}` set (stored encrypted)")?;
@@ -208,8 +198,8 @@ async fn run_secret(
             let secret = read_secret(input)?;
             let hash = tokio::task::spawn_blocking(move || bcrypt::hash(secret, cost))
                 .await
-                .map_err(|e| ManageError::Failed(format!("hashing the secret: {e}")))?
-                .map_err(|e| ManageError::Failed(format!("hashing the secret: {e}")))?;
+                .map_err(|e| failed(format!("hashing the secret: {e}")))?
+                .map_err(|e| failed(format!("hashing the secret: {e}")))?;
             store::set_basic_secret(c, &id, &hash).await?;
             writeln!(out, "basic secret of client `{id}` set")?;
         }
@@ -227,10 +217,9 @@ async fn run_secret(
 /// The HMAC secret the client signs with: 32 random bytes as unpadded
 /// URL-safe base64. The text itself is the secret (its UTF-8 bytes are the
 /// HMAC key, DESIGN §11), so it is what is sealed.
-fn hmac_secret() -> Result<String, ManageError> {
+fn hmac_secret() -> Result<String, CommandError> {
     let mut bytes = [0u8; HMAC_SECRET_BYTES];
-    getrandom::getrandom(&mut bytes)
-        .map_err(|e| ManageError::Failed(format!("no random bytes: {e}")))?;
+    getrandom::getrandom(&mut bytes).map_err(|e| failed(format!("no random bytes: {e}")))?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
@@ -239,7 +228,7 @@ fn hmac_secret() -> Result<String, ManageError> {
 const MIN_GIVEN_HMAC_SECRET: usize = 16;
 
 /// An HMAC secret the client already has, from standard input.
-fn given_hmac_secret(input: &mut impl Read) -> Result<String, ManageError> {
+fn given_hmac_secret(input: &mut impl Read) -> Result<String, CommandError> {
     let secret = read_secret(input)?;
     if secret.chars().count() < MIN_GIVEN_HMAC_SECRET {
         return Err(usage(format!(
@@ -250,7 +239,7 @@ fn given_hmac_secret(input: &mut impl Read) -> Result<String, ManageError> {
 }
 
 /// The secret on standard input, one trailing newline removed.
-fn read_secret(input: &mut impl Read) -> Result<String, ManageError> {
+fn read_secret(input: &mut impl Read) -> Result<String, CommandError> {
     let mut text = String::new();
     input
         .read_to_string(&mut text)
@@ -268,7 +257,7 @@ fn new_client(
     name: String,
     status: &str,
     metadata: Option<&str>,
-) -> Result<NewClient, ManageError> {
+) -> Result<NewClient, CommandError> {
     let id = match id {
         Some(id) => id,
         None => uuid_v4()?,
@@ -298,10 +287,9 @@ fn new_client(
 }
 
 /// A random (version 4) UUID, for clients created without an id.
-fn uuid_v4() -> Result<String, ManageError> {
+fn uuid_v4() -> Result<String, CommandError> {
     let mut b = [0u8; 16];
-    getrandom::getrandom(&mut b)
-        .map_err(|e| ManageError::Failed(format!("no random bytes: {e}")))?;
+    getrandom::getrandom(&mut b).map_err(|e| failed(format!("no random bytes: {e}")))?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = hex::encode(b);
@@ -315,7 +303,7 @@ fn uuid_v4() -> Result<String, ManageError> {
     ))
 }
 
-fn print_one(out: &mut impl Write, row: &ClientRow, as_json: bool) -> Result<(), ManageError> {
+fn print_one(out: &mut impl Write, row: &ClientRow, as_json: bool) -> Result<(), CommandError> {
     match as_json {
         true => json(out, row)?,
         false => print_table(out, std::slice::from_ref(row))?,
@@ -323,7 +311,7 @@ fn print_one(out: &mut impl Write, row: &ClientRow, as_json: bool) -> Result<(),
     Ok(())
 }
 
-fn print_table(out: &mut impl Write, rows: &[ClientRow]) -> Result<(), ManageError> {
+fn print_table(out: &mut impl Write, rows: &[ClientRow]) -> Result<(), CommandError> {
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
     let cells: Vec<Vec<String>> = rows
         .iter()

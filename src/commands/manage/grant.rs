@@ -2,13 +2,13 @@
 //! route, and how often.
 
 use std::io::Write;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
 use super::output::{json, or_dash, table};
-use super::{connect, exit_with, usage, ManageError};
+use super::{connect, settings};
+use crate::commands::{usage, CommandError};
 use gatekeeper::core::glob::Glob;
 use gatekeeper::core::model::{Grant, GrantMethods, Limit, Method};
 use gatekeeper::db::store::{self, GrantRow, LimitRow};
@@ -101,21 +101,19 @@ pub enum LimitCommand {
     },
 }
 
-pub async fn grant(cmd: GrantCommand) -> ExitCode {
-    exit_with(|s| async move { run_grant(cmd, &s.database_url, &mut std::io::stdout()).await })
-        .await
+pub async fn grant(cmd: GrantCommand) -> Result<(), CommandError> {
+    run_grant(cmd, &settings()?.database_url, &mut std::io::stdout()).await
 }
 
-pub async fn limit(cmd: LimitCommand) -> ExitCode {
-    exit_with(|s| async move { run_limit(cmd, &s.database_url, &mut std::io::stdout()).await })
-        .await
+pub async fn limit(cmd: LimitCommand) -> Result<(), CommandError> {
+    run_limit(cmd, &settings()?.database_url, &mut std::io::stdout()).await
 }
 
 pub async fn run_grant(
     cmd: GrantCommand,
     url: &str,
     out: &mut impl Write,
-) -> Result<(), ManageError> {
+) -> Result<(), CommandError> {
     let mut c = connect(url).await?;
     match cmd {
         GrantCommand::Create {
@@ -168,7 +166,7 @@ pub async fn run_limit(
     cmd: LimitCommand,
     url: &str,
     out: &mut impl Write,
-) -> Result<(), ManageError> {
+) -> Result<(), CommandError> {
     let c = connect(url).await?;
     match cmd {
         LimitCommand::Set {
@@ -208,12 +206,12 @@ fn limit_name(client: &str, route: Option<&str>) -> String {
 async fn find_grant(
     c: &impl tokio_postgres::GenericClient,
     target: &GrantTarget,
-) -> Result<GrantRow, ManageError> {
+) -> Result<GrantRow, CommandError> {
     let rows = store::list_grants(c, Some(&target.client)).await?;
     rows.into_iter()
         .find(|g| g.route_id == target.route)
         .ok_or_else(|| {
-            ManageError::Store(store::StoreError::NotFound {
+            CommandError::from(store::StoreError::NotFound {
                 what: "grant",
                 id: format!("{}/{}", target.client, target.route),
             })
@@ -226,7 +224,7 @@ fn updated_grant(
     f: GrantFields,
     any_model: bool,
     no_limit: bool,
-) -> Result<Grant, ManageError> {
+) -> Result<Grant, CommandError> {
     let methods = match f.methods.is_empty() {
         true => current.methods.clone(),
         false => f.methods,
@@ -254,13 +252,13 @@ fn updated_grant(
     })
 }
 
-fn stored_limit(text: &str, burst: Option<i32>) -> Result<Limit, ManageError> {
+fn stored_limit(text: &str, burst: Option<i32>) -> Result<Limit, CommandError> {
     let burst = burst.and_then(|b| u32::try_from(b).ok());
     parse_limit(Some(text), burst)?.ok_or_else(|| usage(format!("stored limit `{text}`")))
 }
 
 /// `*` alone, or method names (one given twice counts once).
-fn parse_methods(list: &[String]) -> Result<GrantMethods, ManageError> {
+fn parse_methods(list: &[String]) -> Result<GrantMethods, CommandError> {
     if list == ["*"] {
         return Ok(GrantMethods::Any);
     }
@@ -280,7 +278,7 @@ fn parse_methods(list: &[String]) -> Result<GrantMethods, ManageError> {
 }
 
 /// No globs: any model.
-fn parse_models(list: &[String]) -> Result<Option<Vec<Glob>>, ManageError> {
+fn parse_models(list: &[String]) -> Result<Option<Vec<Glob>>, CommandError> {
     if list.is_empty() {
         return Ok(None);
     }
@@ -290,7 +288,7 @@ fn parse_models(list: &[String]) -> Result<Option<Vec<Glob>>, ManageError> {
     list.iter().map(glob).collect::<Result<_, _>>().map(Some)
 }
 
-fn parse_limit(text: Option<&str>, burst: Option<u32>) -> Result<Option<Limit>, ManageError> {
+fn parse_limit(text: Option<&str>, burst: Option<u32>) -> Result<Option<Limit>, CommandError> {
     let Some(text) = text else {
         return Ok(None);
     };
@@ -309,7 +307,11 @@ fn parse_limit(text: Option<&str>, burst: Option<u32>) -> Result<Option<Limit>, 
     }
 }
 
-fn print_grants(out: &mut impl Write, rows: &[GrantRow], as_json: bool) -> Result<(), ManageError> {
+fn print_grants(
+    out: &mut impl Write,
+    rows: &[GrantRow],
+    as_json: bool,
+) -> Result<(), CommandError> {
     if as_json {
         return Ok(json(out, &rows)?);
     }
@@ -333,7 +335,7 @@ fn print_grants(out: &mut impl Write, rows: &[GrantRow], as_json: bool) -> Resul
     Ok(table(out, &headers, &cells)?)
 }
 
-fn print_limits(out: &mut impl Write, rows: &[LimitRow]) -> Result<(), ManageError> {
+fn print_limits(out: &mut impl Write, rows: &[LimitRow]) -> Result<(), CommandError> {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|l| {

@@ -2,7 +2,6 @@
 //! command that creates it; only its digest is stored.
 
 use std::io::Write;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::output::{json, or_dash, table};
-use super::{connect, exit_with, usage, ManageError};
+use super::{connect, settings};
+use crate::commands::{failed, usage, CommandError};
 use gatekeeper::core::apikey;
 use gatekeeper::core::model::{KeyRecord, KeyStatus};
 use gatekeeper::db::store::{self, KeyRow};
@@ -75,11 +75,11 @@ struct CreatedKey<'a> {
     replaces: Option<&'a KeyRow>,
 }
 
-pub async fn key(cmd: KeyCommand) -> ExitCode {
-    exit_with(|s| async move { run_key(cmd, &s.database_url, &mut std::io::stdout()).await }).await
+pub async fn key(cmd: KeyCommand) -> Result<(), CommandError> {
+    run_key(cmd, &settings()?.database_url, &mut std::io::stdout()).await
 }
 
-pub async fn run_key(cmd: KeyCommand, url: &str, out: &mut impl Write) -> Result<(), ManageError> {
+pub async fn run_key(cmd: KeyCommand, url: &str, out: &mut impl Write) -> Result<(), CommandError> {
     let mut c = connect(url).await?;
     match cmd {
         KeyCommand::Create {
@@ -120,7 +120,7 @@ pub async fn run_key(cmd: KeyCommand, url: &str, out: &mut impl Write) -> Result
             let old = store::get_key(&tx, &id).await?;
             if old.status != KeyStatus::Active.as_str() {
                 let why = format!("key `{id}` is {}: create a new key instead", old.status);
-                return Err(ManageError::Failed(why));
+                return Err(failed(why));
             }
             let (key, record) = generated(&old.client_id, None)?;
             store::create_key(&tx, &record, old.label.as_deref()).await?;
@@ -140,8 +140,8 @@ pub async fn run_key(cmd: KeyCommand, url: &str, out: &mut impl Write) -> Result
 fn generated(
     client: &str,
     expires_at: Option<i64>,
-) -> Result<(apikey::GeneratedKey, KeyRecord), ManageError> {
-    let key = apikey::generate().map_err(|e| ManageError::Failed(e.to_string()))?;
+) -> Result<(apikey::GeneratedKey, KeyRecord), CommandError> {
+    let key = apikey::generate().map_err(failed)?;
     let record = KeyRecord {
         id: Arc::from(key.public_id.as_str()),
         client_id: Arc::from(client),
@@ -153,7 +153,7 @@ fn generated(
 }
 
 /// Now plus the grace period, or the key's own expiry when that is sooner.
-fn rotation_expiry(old: &KeyRow, grace: Duration) -> Result<i64, ManageError> {
+fn rotation_expiry(old: &KeyRow, grace: Duration) -> Result<i64, CommandError> {
     let grace = i64::try_from(grace.as_secs()).map_err(|_| usage("--grace is too long"))?;
     let until = OffsetDateTime::now_utc()
         .unix_timestamp()
@@ -163,7 +163,7 @@ fn rotation_expiry(old: &KeyRow, grace: Duration) -> Result<i64, ManageError> {
 }
 
 /// RFC 3339 as Unix seconds.
-fn parse_time(text: &str) -> Result<i64, ManageError> {
+fn parse_time(text: &str) -> Result<i64, CommandError> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map(OffsetDateTime::unix_timestamp)
         .map_err(|_| {
@@ -175,7 +175,7 @@ fn parse_time(text: &str) -> Result<i64, ManageError> {
 }
 
 /// `24h`, `30m`, `90s`, `7d`, or a bare number of seconds.
-fn parse_grace(text: &str) -> Result<Duration, ManageError> {
+fn parse_grace(text: &str) -> Result<Duration, CommandError> {
     let days = text
         .strip_suffix('d')
         .and_then(|n| n.parse::<u64>().ok())
@@ -197,7 +197,7 @@ fn print_created(
     row: &KeyRow,
     replaces: Option<&KeyRow>,
     as_json: bool,
-) -> Result<(), ManageError> {
+) -> Result<(), CommandError> {
     if as_json {
         return Ok(json(out, &CreatedKey { key, row, replaces })?);
     }
@@ -211,7 +211,7 @@ fn print_created(
     print_table(out, &rows)
 }
 
-fn print_table(out: &mut impl Write, rows: &[KeyRow]) -> Result<(), ManageError> {
+fn print_table(out: &mut impl Write, rows: &[KeyRow]) -> Result<(), CommandError> {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {

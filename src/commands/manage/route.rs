@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
 use super::output::{json, table};
-use super::{connect, exit_with, usage, ManageError};
+use super::{connect, settings};
+use crate::commands::{usage, CommandError};
 use gatekeeper::core::model::{valid_id, DomainPattern, Method, MethodRule, PathPattern, Route};
 use gatekeeper::db::store::{self, RouteRow};
 
@@ -64,16 +64,15 @@ pub struct RouteFields {
     pub methods: Vec<String>,
 }
 
-pub async fn route(cmd: RouteCommand) -> ExitCode {
-    exit_with(|s| async move { run_route(cmd, &s.database_url, &mut std::io::stdout()).await })
-        .await
+pub async fn route(cmd: RouteCommand) -> Result<(), CommandError> {
+    run_route(cmd, &settings()?.database_url, &mut std::io::stdout()).await
 }
 
 pub async fn run_route(
     cmd: RouteCommand,
     url: &str,
     out: &mut impl Write,
-) -> Result<(), ManageError> {
+) -> Result<(), CommandError> {
     let mut c = connect(url).await?;
     match cmd {
         RouteCommand::Create { id, fields, json } => {
@@ -101,7 +100,7 @@ pub async fn run_route(
     }
 }
 
-fn new_route(id: &str, f: RouteFields) -> Result<Route, ManageError> {
+fn new_route(id: &str, f: RouteFields) -> Result<Route, CommandError> {
     let missing = |flag: &str| usage(format!("route create: --{flag} is required"));
     let methods = parse_methods(&f.methods)?;
     build_route(
@@ -115,7 +114,7 @@ fn new_route(id: &str, f: RouteFields) -> Result<Route, ManageError> {
 }
 
 /// The stored route with the flags given laid over it.
-fn updated_route(current: RouteRow, f: RouteFields) -> Result<Route, ManageError> {
+fn updated_route(current: RouteRow, f: RouteFields) -> Result<Route, CommandError> {
     let methods = match f.methods.is_empty() {
         true => stored_methods(&current)?,
         false => parse_methods(&f.methods)?,
@@ -139,7 +138,7 @@ fn build_route(
     service: &str,
     priority: i32,
     rules: Rules,
-) -> Result<Route, ManageError> {
+) -> Result<Route, CommandError> {
     if !valid_id(id) {
         return Err(usage(format!(
             "route id `{}`: 1 to 64 of A-Z a-z 0-9 . _ -",
@@ -176,7 +175,7 @@ fn build_route(
 }
 
 /// `--method GET=public --method POST=api_key,basic`.
-fn parse_methods(flags: &[String]) -> Result<Rules, ManageError> {
+fn parse_methods(flags: &[String]) -> Result<Rules, CommandError> {
     let mut seen = std::collections::BTreeSet::new();
     let mut rules = Vec::new();
     for flag in flags {
@@ -194,7 +193,7 @@ fn parse_methods(flags: &[String]) -> Result<Rules, ManageError> {
     Ok(rules)
 }
 
-fn stored_methods(row: &RouteRow) -> Result<Rules, ManageError> {
+fn stored_methods(row: &RouteRow) -> Result<Rules, CommandError> {
     let rule = |(m, list): (&String, &Vec<String>)| {
         MethodRule::parse(list)
             .map(|r| (m.clone(), r))
@@ -203,7 +202,7 @@ fn stored_methods(row: &RouteRow) -> Result<Rules, ManageError> {
     row.methods.iter().map(rule).collect()
 }
 
-fn print_one(out: &mut impl Write, row: &RouteRow, as_json: bool) -> Result<(), ManageError> {
+fn print_one(out: &mut impl Write, row: &RouteRow, as_json: bool) -> Result<(), CommandError> {
     match as_json {
         true => json(out, row)?,
         false => print_table(out, std::slice::from_ref(row))?,
@@ -211,7 +210,7 @@ fn print_one(out: &mut impl Write, row: &RouteRow, as_json: bool) -> Result<(), 
     Ok(())
 }
 
-fn print_table(out: &mut impl Write, rows: &[RouteRow]) -> Result<(), ManageError> {
+fn print_table(out: &mut impl Write, rows: &[RouteRow]) -> Result<(), CommandError> {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {

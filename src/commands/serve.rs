@@ -1,0 +1,74 @@
+//! `gatekeeper serve [--config FILE]`: load the settings and the first
+//! policy (from the file or PostgreSQL), then run the listeners until a
+//! signal stops them.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use gatekeeper::app::Source;
+use gatekeeper::clock::SystemClock;
+use gatekeeper::config::Config;
+use gatekeeper::core::policy::Policy;
+
+use super::{usage, CommandError};
+
+pub async fn run(config_flag: Option<PathBuf>) -> Result<(), CommandError> {
+    let mut config = Config::from_env()?;
+    if config_flag.is_some() {
+        config.file = config_flag;
+    }
+    gatekeeper::logging::init(config.log_format, &config.log_level);
+    let (source, policy) = match config.database_url.clone() {
+        Some(url) => postgres_source(&config, url.0).await?,
+        None => file_source(&config)?,
+    };
+    if let Some(audit) = &config.audit {
+        gatekeeper::audit::check_database(audit).await?;
+    }
+    let metrics = gatekeeper::metrics::install().context("cannot set up metrics")?;
+    let clock = Arc::new(SystemClock::default());
+    let app = gatekeeper::app::App::build(config, source, policy, clock, metrics)
+        .map_err(|e| usage(format!("{e:#}")))?;
+    tracing::info!(authz = %app.authz_addr, admin = %app.admin_addr, "listening");
+    let _ = std::io::stdout().flush();
+    Ok(app.run().await?)
+}
+
+fn file_source(config: &Config) -> Result<(Source, Policy), CommandError> {
+    let Some(file) = config.file.clone() else {
+        return Err(usage(
+            "GATEKEEPER_CONFIG: set it (or --config) to the declarative file, or set GATEKEEPER_DATABASE_URL",
+        ));
+    };
+    let policy = gatekeeper::sources::file::load_policy(&file)
+        .map_err(|errors| CommandError::invalid_file(&file, errors))?;
+    Ok((Source::File(file), policy))
+}
+
+/// PostgreSQL mode: the schema must be current, the master key valid when
+/// given, and the first snapshot must load before anything listens.
+async fn postgres_source(config: &Config, url: String) -> Result<(Source, Policy), CommandError> {
+    if config.file.is_some() {
+        return Err(usage(
+            "GATEKEEPER_CONFIG: PostgreSQL mode reads the database; use `gatekeeper apply FILE` to load a file into it",
+        ));
+    }
+    let master_key = config.sealing_key()?;
+    gatekeeper::db::migrate::ensure_current(&url).await?;
+    // A URL the pool cannot use is a bad setting, not an outage.
+    let pool = gatekeeper::db::pool(&url, config.db_pool_size).map_err(|e| usage(e.to_string()))?;
+    let policy = gatekeeper::sources::postgres::load_policy(&pool, master_key.as_ref())
+        .await
+        .context("cannot load the policy from PostgreSQL")?;
+    Ok((
+        Source::Postgres {
+            url,
+            pool,
+            master_key,
+        },
+        policy,
+    ))
+}
