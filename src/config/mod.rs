@@ -23,7 +23,7 @@ mod values;
 
 pub use cidr::Cidr;
 pub use help::{settings_help, settings_markdown};
-pub use settings::{Setting, SETTINGS};
+pub use settings::{unknown_variables, Setting, SETTINGS};
 pub use values::parse_duration;
 
 use env::Env;

@@ -3,12 +3,15 @@
 //! variant.
 //!
 //! The table is the single reference: `Config::from_map` reads a value only
-//! through an entry of it (`env::Env`), `serve --help` prints it, and the
-//! README's table is checked against it; tests (`settings_tests.rs`) hold
-//! all three to it.
+//! through an entry of it (`env::Env`), `serve --help` prints it, the README's
+//! table is checked against it, and a variable with the prefix that is not
+//! in it is reported by [`unknown_variables`]; tests (`settings_tests.rs`)
+//! hold all four to it.
 //!
 //! Help texts may hold `code` spans (the README renders them; `--help`
 //! drops the backticks) but no `|`.
+
+use std::collections::HashMap;
 
 /// Every setting's name starts with it.
 pub const PREFIX: &str = "GATEKEEPER_";
@@ -287,4 +290,24 @@ pub const SETTINGS: &[&Setting] = &[
 
 pub(super) fn listed(name: &str) -> bool {
     SETTINGS.iter().any(|s| s.name == name)
+}
+
+/// The variables in `env` that start with `GATEKEEPER_` but name no
+/// setting (nor a secret's `_FILE` variant), sorted: most likely typos,
+/// which parsing would otherwise ignore in silence; for start-up to warn
+/// about. Other commands' settings are in the table too, so a shared
+/// environment reports none of them.
+pub fn unknown_variables(env: &HashMap<String, String>) -> Vec<String> {
+    let known = |name: &str| {
+        SETTINGS
+            .iter()
+            .any(|s| s.name == name || s.file_variant == Some(name))
+    };
+    let mut unknown: Vec<String> = env
+        .keys()
+        .filter(|name| name.starts_with(PREFIX) && !known(name))
+        .cloned()
+        .collect();
+    unknown.sort();
+    unknown
 }

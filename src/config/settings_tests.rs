@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::env::Env;
 use super::settings::{Shown, PREFIX, SETTINGS};
-use super::{settings_help, settings_markdown, Config};
+use super::{settings_help, settings_markdown, unknown_variables, Config};
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -157,6 +157,34 @@ fn every_gatekeeper_variable_the_source_names_is_a_setting() {
         }
     }
     assert!(unknown.is_empty(), "not in config::SETTINGS: {unknown:#?}");
+}
+
+#[test]
+fn unknown_variables_are_typos_and_strangers_never_settings_or_their_files() {
+    let vars = env(&[
+        ("GATEKEEPER_LOG_LEVL", "debug"),
+        ("GATEKEEPER_LOG_LEVEL", "debug"),
+        ("GATEKEEPER_DATABASE_URL_FILE", "/run/secrets/db"),
+        ("GATEKEEPER_AUDIT_DATABASE_URL", "postgres://audit"),
+        ("GATEKEEPER_LISTEN_FILE", "/etc/listen"),
+        ("GATEKEEPER_", "x"),
+        ("PATH", "/usr/bin"),
+        ("gatekeeper_listen", "lower case is not ours"),
+    ]);
+    assert_eq!(
+        unknown_variables(&vars),
+        [
+            "GATEKEEPER_",
+            "GATEKEEPER_LISTEN_FILE",
+            "GATEKEEPER_LOG_LEVL"
+        ]
+    );
+    let all: HashMap<String, String> = SETTINGS
+        .iter()
+        .flat_map(|s| std::iter::once(s.name).chain(s.file_variant))
+        .map(|n| (n.to_owned(), String::new()))
+        .collect();
+    assert_eq!(unknown_variables(&all), Vec::<String>::new());
 }
 
 // ── Reading the source ──────────────────────────────────────────────────────
