@@ -207,7 +207,7 @@ impl Config {
             shutdown_grace: duration(env, &s::SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE)?,
             workers: values::optional_count(env, &s::WORKERS)?,
             log_format: values::log_format(env, &s::LOG_FORMAT)?,
-            log_level: values::log_level(env, &s::LOG_LEVEL, DEFAULT_LOG_LEVEL),
+            log_level: values::log_level(env, &s::LOG_LEVEL, DEFAULT_LOG_LEVEL)?,
         })
     }
 

@@ -42,6 +42,8 @@ fn a_bad_value_names_its_setting() {
         ("GATEKEEPER_CACHE_CAPACITY", "-1"),
         ("GATEKEEPER_WORKERS", "0"),
         ("GATEKEEPER_LOG_FORMAT", "xml"),
+        ("GATEKEEPER_LOG_FORMAT", "JSON"),
+        ("GATEKEEPER_LOG_LEVEL", "warning"),
         ("GATEKEEPER_REDIS_URL", "http://:hunter2@cache/0"),
         ("GATEKEEPER_FAILED_AUTH_LIMIT", "lots"),
         ("GATEKEEPER_DATABASE_URL_FILE", "/nonexistent/db-url"),
@@ -195,4 +197,44 @@ fn redis_failure_mode_and_timeout_are_checked_only_with_a_url() {
         ];
         assert_eq!(Config::from_map(&env(&pairs)).unwrap_err().setting, setting);
     }
+}
+
+#[test]
+fn a_log_level_is_a_level_or_a_tracing_filter_and_a_bare_word_must_be_a_level() {
+    let level = |v: &str| Config::from_map(&env(&[("GATEKEEPER_LOG_LEVEL", v)]));
+    for (given, kept) in [
+        ("error", "error"),
+        ("warn", "warn"),
+        ("info", "info"),
+        ("debug", "debug"),
+        ("TRACE", "TRACE"),
+        ("off", "off"),
+        ("gatekeeper=debug,info", "gatekeeper=debug,info"),
+        ("trace,gatekeeper=trace", "trace,gatekeeper=trace"),
+        ("info, tokio_postgres=warn", "info,tokio_postgres=warn"),
+        (
+            "warn,gatekeeper[authz]=debug",
+            "warn,gatekeeper[authz]=debug",
+        ),
+    ] {
+        assert_eq!(level(given).unwrap().log_level, kept, "{given}");
+    }
+    assert_eq!(Config::from_map(&env(&[])).unwrap().log_level, "info");
+    for bad in [
+        "warning",
+        "verbose",
+        "info,warning",
+        "gatekeeper=verbose",
+        "gatekeeper=debug,loud",
+        "[unclosed",
+        ",",
+    ] {
+        let e = level(bad).unwrap_err();
+        assert_eq!(e.setting, "GATEKEEPER_LOG_LEVEL", "{bad}");
+    }
+    let e = level("warning").unwrap_err().to_string();
+    assert!(
+        e.starts_with("GATEKEEPER_LOG_LEVEL: `warning` is not a level"),
+        "{e}"
+    );
 }

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
 use super::env::Env;
 use super::settings::Setting;
 use super::{err, Cidr, ConfigError, Listen, LogFormat};
@@ -98,7 +100,41 @@ pub(super) fn log_format(env: &Env, s: &'static Setting) -> Result<Option<LogFor
     }
 }
 
-/// A level, or a `tracing` filter (`logging` reads it).
-pub(super) fn log_level(env: &Env, s: &'static Setting, default: &str) -> String {
-    env.get(s).unwrap_or(default).to_owned()
+/// A level, or a `tracing` filter, for `logging`. `tracing` takes a bare
+/// word that is not a level for a target (`warning` would log nothing but
+/// a target of that name), and a space after a comma into the next target:
+/// here a bare word must be a level, the directives are kept without
+/// surrounding spaces, and the whole must be a filter `tracing` accepts.
+pub(super) fn log_level(
+    env: &Env,
+    s: &'static Setting,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let directives: Vec<&str> = env
+        .get(s)
+        .unwrap_or(default)
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(err(s.name, "expected a level or a tracing filter"));
+    }
+    for directive in &directives {
+        let bare = !directive.contains(['=', '[']);
+        if bare && directive.parse::<LevelFilter>().is_err() {
+            return Err(err(
+                s.name,
+                format!(
+                    "`{directive}` is not a level: expected error, warn, info, debug, trace or \
+                     off, or a tracing filter such as gatekeeper=debug,info"
+                ),
+            ));
+        }
+    }
+    let filter = directives.join(",");
+    EnvFilter::builder()
+        .parse(&filter)
+        .map_err(|e| err(s.name, format!("not a tracing filter: {e}")))?;
+    Ok(filter)
 }
