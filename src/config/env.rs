@@ -7,9 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use super::settings::{listed, Setting};
 use super::{err, ConfigError};
 
-/// The environment as `Config::from_map` sees it: a value can only be read
-/// through a setting of the table, and every read is noted, so a test can
-/// prove each entry is read.
+/// The variables, and the settings read so far (a test proves every entry
+/// of the table is read).
 pub(super) struct Env<'a> {
     vars: &'a HashMap<String, String>,
     read: RefCell<BTreeSet<&'static str>>,

@@ -51,7 +51,14 @@ fn the_parser_reads_every_setting_in_the_table_and_no_other() {
     let vars = everything_on();
     let env = Env::new(&vars);
     Config::read(&env).unwrap();
-    assert_eq!(env.read(), names());
+    let (read, listed) = (env.read(), names());
+    let never_read: Vec<_> = listed.difference(&read).collect();
+    assert!(
+        never_read.is_empty(),
+        "listed but never read: {never_read:?}"
+    );
+    // Reading an unlisted setting trips a debug assertion before this.
+    assert_eq!(read, listed);
 }
 
 #[test]
