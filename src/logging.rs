@@ -7,6 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// `level` is `Config::log_level`, already checked by config parsing
+/// (a bad one stops start-up); the `info` fallback is only a backstop.
 pub fn init(format: Option<LogFormat>, level: &str) {
     let filter = EnvFilter::try_new(directives(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let format = format.unwrap_or(if std::io::stdout().is_terminal() {
