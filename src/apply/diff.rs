@@ -11,7 +11,8 @@ use super::text::{
 };
 use super::{Change, Plan};
 use crate::core::model::{
-    Client, ClientStatus, Document, Grant, KeyRecord, KeyStatus, Limit, Route, Secret,
+    Client, ClientId, ClientStatus, Document, Grant, KeyId, KeyRecord, KeyStatus, Limit, Route,
+    RouteId, Secret,
 };
 
 /// What the plan lists for a row the file leaves out without `--prune`.
@@ -27,27 +28,27 @@ pub enum SecretColumn {
 /// One write. Each is issued only when it changes something.
 #[derive(Debug)]
 pub enum Op {
-    DeleteGrant(Arc<str>, Arc<str>),
-    DeleteKey(Arc<str>),
-    DeleteClient(Arc<str>),
-    DeleteRoute(Arc<str>),
+    DeleteGrant(ClientId, RouteId),
+    DeleteKey(KeyId),
+    DeleteClient(ClientId),
+    DeleteRoute(RouteId),
     UpdateRoute(Route),
     CreateRoute(Route),
     CreateClient(Client),
-    RenameClient(Arc<str>, Arc<str>),
-    SetClientStatus(Arc<str>, ClientStatus),
+    RenameClient(ClientId, Arc<str>),
+    SetClientStatus(ClientId, ClientStatus),
     /// Client-wide (`route` None) or a grant's limit; `None` removes it.
-    SetLimit(Arc<str>, Option<Arc<str>>, Option<Limit>),
-    SetBasic(Arc<str>, Arc<str>),
-    SetHmac(Arc<str>, Secret),
+    SetLimit(ClientId, Option<RouteId>, Option<Limit>),
+    SetBasic(ClientId, Arc<str>),
+    SetHmac(ClientId, Secret),
     /// Sets one secret column to NULL; the other stays.
-    NullSecret(Arc<str>, SecretColumn),
+    NullSecret(ClientId, SecretColumn),
     /// Deletes the client's secrets row.
-    ClearSecrets(Arc<str>),
+    ClearSecrets(ClientId),
     /// A new client or digest for an existing key id.
     MoveKey(KeyRecord),
-    SetKeyStatus(Arc<str>, KeyStatus),
-    SetKeyExpiry(Arc<str>, Option<i64>),
+    SetKeyStatus(KeyId, KeyStatus),
+    SetKeyExpiry(KeyId, Option<i64>),
     CreateKey(KeyRecord),
     UpdateGrant(Grant),
     CreateGrant(Grant),
@@ -256,7 +257,7 @@ fn clients(b: &mut Builder, current: &Document, wanted: &Document) {
 /// The client's Basic hash and HMAC secret: set where the file has one
 /// that differs; removed, when the file has none, only with `--prune`
 /// (secrets are often set with the CLI rather than kept in a file).
-fn secrets(b: &mut Builder, id: &Arc<str>, old: (Option<&Arc<str>>, Option<&Secret>), c: &Client) {
+fn secrets(b: &mut Builder, id: &ClientId, old: (Option<&Arc<str>>, Option<&Secret>), c: &Client) {
     let (old_basic, old_hmac) = old;
     let mut basic = old_basic.cloned();
     let mut hmac = old_hmac.is_some();

@@ -346,7 +346,7 @@ impl fmt::Display for PathPattern {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
-    pub id: Arc<str>,
+    pub id: RouteId,
     pub domain: DomainPattern,
     pub path: PathPattern,
     pub service: Arc<str>,
@@ -534,7 +534,7 @@ fn parse_window(s: &str) -> Option<Duration> {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
-    pub id: Arc<str>,
+    pub id: ClientId,
     pub name: Arc<str>,
     pub status: ClientStatus,
     pub limit: Option<Limit>,
@@ -546,8 +546,8 @@ pub struct Client {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRecord {
-    pub id: Arc<str>,
-    pub client_id: Arc<str>,
+    pub id: KeyId,
+    pub client_id: ClientId,
     pub digest: Digest,
     pub status: KeyStatus,
     /// Unix seconds.
@@ -572,8 +572,8 @@ impl GrantMethods {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    pub client_id: Arc<str>,
-    pub route_id: Arc<str>,
+    pub client_id: ClientId,
+    pub route_id: RouteId,
     pub methods: GrantMethods,
     /// `None`: any model. `Some`: the body's model must match one glob.
     pub models: Option<Vec<Glob>>,

@@ -23,7 +23,7 @@ use crate::core::credential::{extract, HmacParams, Presented};
 use crate::core::decision::RateInfo;
 use crate::core::decision::{Allow, Decision, Deny, Identity, Reason};
 use crate::core::limiter::{Charge, LimitKey, LocalLimiter, RateDenied};
-use crate::core::model::{CredentialSet, Digest, Limit, MethodRule};
+use crate::core::model::{CredentialSet, Digest, KeyId, Limit, MethodRule};
 use crate::core::policy::{check_presented, permit, Policy, Verified};
 use crate::core::request::{AuthRequest, Body};
 use crate::core::signature;
@@ -45,14 +45,14 @@ struct Freshness {
 /// in batches by the source, never by the request itself.
 #[derive(Default)]
 pub struct KeyUsage {
-    seen: std::sync::Mutex<std::collections::HashMap<Arc<str>, i64>>,
+    seen: std::sync::Mutex<std::collections::HashMap<KeyId, i64>>,
 }
 
 /// Bound on distinct keys remembered between two flushes.
 const KEY_USAGE_CAPACITY: usize = 100_000;
 
 impl KeyUsage {
-    fn record(&self, key_id: &Arc<str>, now: i64) {
+    fn record(&self, key_id: &KeyId, now: i64) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() < KEY_USAGE_CAPACITY || seen.contains_key(key_id) {
             seen.insert(key_id.clone(), now);
@@ -60,7 +60,7 @@ impl KeyUsage {
     }
 
     /// Everything recorded since the last call.
-    pub fn take(&self) -> Vec<(Arc<str>, i64)> {
+    pub fn take(&self) -> Vec<(KeyId, i64)> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.drain().collect()
     }
@@ -173,7 +173,7 @@ impl Authorizer {
     }
 
     /// Key uses since the last call (empty when usage is not recorded).
-    pub fn take_key_usage(&self) -> Vec<(Arc<str>, i64)> {
+    pub fn take_key_usage(&self) -> Vec<(KeyId, i64)> {
         self.usage.as_ref().map(KeyUsage::take).unwrap_or_default()
     }
 

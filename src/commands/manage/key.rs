@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -143,8 +142,14 @@ fn generated(
 ) -> Result<(apikey::GeneratedKey, KeyRecord), ManageError> {
     let key = apikey::generate().map_err(|e| ManageError::Failed(e.to_string()))?;
     let record = KeyRecord {
-        id: Arc::from(key.public_id.as_str()),
-        client_id: Arc::from(client),
+        id: key
+            .public_id
+            .parse()
+            .map_err(|e| ManageError::Failed(format!("key id: {e}")))?,
+        // A bad `--client` fails as the database's `gk_id` check fails it.
+        client_id: client
+            .parse()
+            .map_err(|_| store::refused_id("gk_api_keys", &key.public_id))?,
         digest: key.digest,
         status: KeyStatus::Active,
         expires_at,
