@@ -120,7 +120,7 @@ impl Policy {
         &self.routes
     }
 
-    pub fn client(&self, id: &str) -> Option<&ClientEntry> {
+    pub fn client(&self, id: &ClientId) -> Option<&ClientEntry> {
         self.clients.get(id)
     }
 
