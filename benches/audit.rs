@@ -24,11 +24,11 @@ const CHUNK: u64 = 10_000;
 
 fn decision() -> Decision {
     Decision::Allow(Allow {
-        route_id: Arc::from("ollama-api"),
+        route_id: "ollama-api".parse().unwrap(),
         identity: Some(Identity {
-            client_id: Arc::from("team-a"),
+            client_id: "team-a".parse().unwrap(),
             client_name: Arc::from("Team A"),
-            key_id: Some(Arc::from("k7x2m9q4w1zz")),
+            key_id: Some("k7x2m9q4w1zz".parse().unwrap()),
         }),
         rate: None,
         forward_provider_token: false,

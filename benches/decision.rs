@@ -53,7 +53,7 @@ fn route(id: String, domain: &str, path: &str, rule: MethodRule, method: Option<
         .into_iter()
         .collect();
     Route {
-        id: id.into(),
+        id: id.parse().unwrap(),
         domain: DomainPattern::parse(domain).expect("a valid domain"),
         path: PathPattern::parse(path).expect("a valid path"),
         service: "upstream".into(),
@@ -112,8 +112,8 @@ fn key_for(n: usize) -> (String, KeyRecord) {
         (key, format!("legacy-{n}"))
     };
     let record = KeyRecord {
-        id: id.into(),
-        client_id: client_id(n).into(),
+        id: id.parse().unwrap(),
+        client_id: client_id(n).parse().unwrap(),
         digest: Digest::of(key.as_bytes()),
         status: KeyStatus::Active,
         expires_at: None,
@@ -127,7 +127,7 @@ fn large_limit() -> Limit {
 
 fn client(n: usize, basic_hash: &Arc<str>) -> Client {
     Client {
-        id: client_id(n).into(),
+        id: client_id(n).parse().unwrap(),
         name: format!("Client {n}").into(),
         status: ClientStatus::Active,
         limit: (n % 5 == 0).then(large_limit),
@@ -140,8 +140,8 @@ fn client(n: usize, basic_hash: &Arc<str>) -> Client {
 /// its chat route too; client 0's chat grant is restricted to `gpt-4o*`.
 fn grants(n: usize) -> Vec<Grant> {
     let grant = |route: String, limit: Option<Limit>| Grant {
-        client_id: client_id(n).into(),
-        route_id: route.into(),
+        client_id: client_id(n).parse().unwrap(),
+        route_id: route.parse().unwrap(),
         methods: GrantMethods::Any,
         models: None,
         limit,

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn an_outage_is_always_refused_as_store_unavailable_with_its_context() {
-        let mut context = Deny::new(Reason::RateLimited).on_route(&std::sync::Arc::from("chat"));
+        let mut context = Deny::new(Reason::RateLimited).on_route(&"chat".parse().unwrap());
         context.retry_after = Some(7);
         let deny = Outage::of(Dependency::Redis).during(context).refusal();
         assert_eq!(deny.reason, Reason::StoreUnavailable);

@@ -15,7 +15,6 @@
 //! carries either.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -23,9 +22,9 @@ use tokio_postgres::{GenericClient, Row};
 
 use crate::core::apikey::classify;
 use crate::core::model::{
-    valid_id, Client, ClientStatus, CredentialSet, CredentialType, Digest, Document, DomainPattern,
-    Grant, GrantMethods, KeyRecord, KeyStatus, Limit, Method, MethodRule, PathPattern, Route,
-    Secret,
+    Client, ClientId, ClientStatus, CredentialSet, CredentialType, Digest, Document, DomainPattern,
+    Grant, GrantMethods, KeyId, KeyRecord, KeyStatus, Limit, Method, MethodRule, PathPattern,
+    Route, RouteId, Secret,
 };
 
 // Oldest first, so that of two routes that collide after normalisation the
@@ -212,14 +211,14 @@ struct Importer {
     doc: Document,
     report: Report,
     /// (domain, path) → the route that holds it.
-    places: HashMap<(DomainPattern, PathPattern), Arc<str>>,
-    routes: HashSet<Arc<str>>,
+    places: HashMap<(DomainPattern, PathPattern), RouteId>,
+    routes: HashSet<RouteId>,
     /// Client id → its index in `doc.clients`.
-    clients: HashMap<Arc<str>, usize>,
-    key_ids: HashSet<Arc<str>>,
+    clients: HashMap<ClientId, usize>,
+    key_ids: HashSet<KeyId>,
     /// Key digest → the client that has it.
-    digests: HashMap<Digest, Arc<str>>,
-    grants: HashSet<(Arc<str>, Arc<str>)>,
+    digests: HashMap<Digest, ClientId>,
+    grants: HashSet<(ClientId, RouteId)>,
 }
 
 impl Importer {
@@ -233,8 +232,8 @@ impl Importer {
 
     fn route(&mut self, row: RouteRow) {
         match self.place(&row) {
-            Ok((domain, path)) => {
-                let route = self.route_at(row, domain, path);
+            Ok((id, domain, path)) => {
+                let route = self.route_at(id, row, domain, path);
                 self.routes.insert(route.id.clone());
                 self.doc.routes.push(route);
                 self.report.routes += 1;
@@ -243,12 +242,13 @@ impl Importer {
         }
     }
 
-    /// The route's (domain, path), claimed for it; why not, when it cannot
-    /// be imported at all.
-    fn place(&mut self, row: &RouteRow) -> Result<(DomainPattern, PathPattern), String> {
-        if !valid_id(&row.id) || self.routes.contains(row.id.as_str()) {
+    /// The route's id and (domain, path), the place claimed for it; why
+    /// not, when it cannot be imported at all.
+    fn place(&mut self, row: &RouteRow) -> Result<(RouteId, DomainPattern, PathPattern), String> {
+        let id = RouteId::parse(&row.id).ok();
+        let Some(id) = id.filter(|id| !self.routes.contains(id)) else {
             return Err("the id is not a UUID or appears twice".into());
-        }
+        };
         let pattern = row.pattern.as_deref().unwrap_or_default();
         let path = PathPattern::parse(pattern)
             .map_err(|e| format!("route_pattern `{}`: {e}", pattern.escape_debug()))?;
@@ -262,12 +262,18 @@ impl Importer {
                 place.0, place.1
             ));
         }
-        self.places.insert(place.clone(), row.id.as_str().into());
-        Ok(place)
+        self.places.insert(place.clone(), id.clone());
+        let (domain, path) = place;
+        Ok((id, domain, path))
     }
 
-    fn route_at(&mut self, row: RouteRow, domain: DomainPattern, path: PathPattern) -> Route {
-        let id: Arc<str> = row.id.into();
+    fn route_at(
+        &mut self,
+        id: RouteId,
+        row: RouteRow,
+        domain: DomainPattern,
+        path: PathPattern,
+    ) -> Route {
         if let PathPattern::Prefix(stem) = &path {
             if !stem.is_empty() {
                 self.report.narrowed.push(format!(
@@ -366,10 +372,10 @@ impl Importer {
             );
             return self.skip("clients", id, why);
         };
-        if !valid_id(&id) || self.clients.contains_key(id.as_str()) {
+        let parsed = ClientId::parse(&id).ok();
+        let Some(id) = parsed.filter(|id| !self.clients.contains_key(id)) else {
             return self.skip("clients", id, "the id is not a UUID or appears twice");
-        }
-        let id: Arc<str> = id.into();
+        };
         let hmac_secret = shared_secret.and_then(|s| self.hmac_secret(&id, s));
         if let Some(key) = api_key {
             self.api_key(&id, &key);
@@ -395,7 +401,7 @@ impl Importer {
         Some(Secret::new(secret.into_bytes()))
     }
 
-    fn api_key(&mut self, client: &Arc<str>, key: &str) {
+    fn api_key(&mut self, client: &ClientId, key: &str) {
         let table = "clients";
         let what = format!("{client} api_key");
         if let Err(why) = classify(key) {
@@ -423,12 +429,12 @@ impl Importer {
 
     /// `legacy-<first 8 characters of the client id>`, or the whole id
     /// should two clients share those 8.
-    fn key_id(&self, client: &str) -> Option<Arc<str>> {
+    fn key_id(&self, client: &str) -> Option<KeyId> {
         let short: String = client.chars().take(8).collect();
         [format!("legacy-{short}"), format!("legacy-{client}")]
             .into_iter()
-            .find(|id| valid_id(id) && !self.key_ids.contains(id.as_str()))
-            .map(Arc::from)
+            .filter_map(|id| KeyId::parse(&id).ok())
+            .find(|id| !self.key_ids.contains(id))
     }
 
     fn grant(&mut self, row: PermissionRow) {

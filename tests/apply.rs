@@ -419,8 +419,8 @@ async fn a_dry_run_writes_nothing_but_returns_the_plan() {
 async fn an_invalid_file_is_refused_before_touching_the_database() {
     let mut doc = parse(&base_toml());
     doc.grants.push(Grant {
-        client_id: Arc::from("nobody"),
-        route_id: Arc::from("chat"),
+        client_id: "nobody".parse().unwrap(),
+        route_id: "chat".parse().unwrap(),
         methods: GrantMethods::Any,
         models: None,
         limit: None,
@@ -468,7 +468,7 @@ async fn a_write_the_database_refuses_rolls_the_whole_apply_back() {
     doc.routes[0].priority = 7;
     doc.clients[1].status = gatekeeper::core::model::ClientStatus::Suspended;
     let mut k3 = doc.keys.iter().find(|k| &*k.id == "k2").unwrap().clone();
-    k3.id = Arc::from("k3");
+    k3.id = "k3".parse().unwrap();
     doc.keys.retain(|k| &*k.id != "k2");
     doc.keys.push(k3);
     let err = plan_and_apply(&db.url, &doc, Some(&master_key()), false, false)
@@ -491,7 +491,7 @@ async fn keys_clients_and_grants_are_changed_in_place() {
     apply(&db, &parse(&base_toml()), false, false).await;
     let mut doc = parse(&base_toml());
     let k1 = doc.keys.iter_mut().find(|k| &*k.id == "k1").unwrap();
-    k1.client_id = Arc::from("team-b");
+    k1.client_id = "team-b".parse().unwrap();
     k1.digest = Digest::of(b"key-one-rotated");
     doc.clients[0].limit = None;
     doc.clients[1].name = Arc::from("Team B2");

@@ -17,7 +17,7 @@ async fn the_example_file_applies_once_then_changes_nothing_and_a_replica_serves
     let env = [
         ("GATEKEEPER_DATABASE_URL", db.url.as_str()),
         ("GATEKEEPER_MASTER_KEY", master_key.as_str()),
-        ("GATEKEEPER_DEMO_OPS_SECRET", "demo-hmac-secret"),
+        ("DEMO_OPS_HMAC_SECRET", "demo-hmac-secret"),
     ];
     let first = common::run(&["apply", example], &env, None);
     assert!(

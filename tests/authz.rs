@@ -720,6 +720,44 @@ fn serve_exits_64_naming_a_bad_listen_setting() {
 }
 
 #[test]
+fn serve_exits_64_on_a_log_level_that_is_not_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatekeeper.toml");
+    std::fs::write(&file, policy()).unwrap();
+    // `warning` is not a tracing level: it must not silently turn logs off.
+    let env = [("GATEKEEPER_LOG_LEVEL", "warning")];
+    let out = run(&["serve", "--config", file.to_str().unwrap()], &env, None);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("GATEKEEPER_LOG_LEVEL"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn serve_warns_about_a_gatekeeper_variable_that_is_no_setting() {
+    let gk = Gatekeeper::start_with_env(&policy(), &[("GATEKEEPER_LOG_LEVL", "debug")]);
+    let warned = |gk: &Gatekeeper| {
+        gk.logs().iter().any(|line| {
+            line.contains("WARN")
+                && line.contains("GATEKEEPER_LOG_LEVL")
+                && line.contains("not a gatekeeper setting")
+        })
+    };
+    assert!(
+        poll_until(Duration::from_secs(5), || warned(&gk)),
+        "{:?}",
+        gk.logs()
+    );
+    let settings_reported = gk
+        .logs()
+        .iter()
+        .filter(|l| l.contains("not a gatekeeper setting"))
+        .count();
+    assert_eq!(settings_reported, 1, "only the typo: {:?}", gk.logs());
+}
+
+#[test]
 fn serve_exits_65_on_an_invalid_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gatekeeper.toml");

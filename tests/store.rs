@@ -6,7 +6,6 @@
 mod pg;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gatekeeper::core::glob::Glob;
@@ -51,7 +50,7 @@ fn rule(credentials: &[&str]) -> MethodRule {
 
 fn route(id: &str, domain: &str, path: &str, methods: &[(&str, &[&str])]) -> Route {
     let mut route = Route {
-        id: id.into(),
+        id: id.parse().unwrap(),
         domain: DomainPattern::parse(domain).unwrap(),
         path: PathPattern::parse(path).unwrap(),
         service: "ollama".into(),
@@ -83,7 +82,7 @@ fn new_client(id: &str, status: ClientStatus) -> NewClient {
 
 fn policy_client(id: &str, status: ClientStatus) -> gatekeeper::core::model::Client {
     gatekeeper::core::model::Client {
-        id: id.into(),
+        id: id.parse().unwrap(),
         name: format!("Team {id}").into(),
         status,
         limit: None,
@@ -94,8 +93,8 @@ fn policy_client(id: &str, status: ClientStatus) -> gatekeeper::core::model::Cli
 
 fn key(id: &str, client: &str, expires_at: Option<i64>) -> KeyRecord {
     KeyRecord {
-        id: id.into(),
-        client_id: client.into(),
+        id: id.parse().unwrap(),
+        client_id: client.parse().unwrap(),
         digest: Digest::of(format!("key material of {id}").as_bytes()),
         status: KeyStatus::Active,
         expires_at,
@@ -104,8 +103,8 @@ fn key(id: &str, client: &str, expires_at: Option<i64>) -> KeyRecord {
 
 fn grant(client: &str, route: &str, methods: GrantMethods) -> Grant {
     Grant {
-        client_id: client.into(),
-        route_id: route.into(),
+        client_id: client.parse().unwrap(),
+        route_id: route.parse().unwrap(),
         methods,
         models: None,
         limit: None,
@@ -297,7 +296,7 @@ async fn duplicates_come_back_as_typed_errors_naming_the_row() {
     let same_client = store::create_client(&*c, &team_a).await.unwrap_err();
     let same_key = store::create_key(c, &doc.keys[0], None).await.unwrap_err();
     let same_digest = KeyRecord {
-        id: "ka9".into(),
+        id: "ka9".parse().unwrap(),
         ..doc.keys[0].clone()
     };
     let same_digest = store::create_key(c, &same_digest, None).await.unwrap_err();
@@ -523,10 +522,10 @@ async fn touching_last_used_updates_a_batch_without_announcing_it() {
     let touched = store::touch_keys_last_used(
         &client,
         &[
-            (Arc::from("ka1"), 1_700_000_000),
-            (Arc::from("kb1"), 1_700_000_100),
-            (Arc::from("ka1"), 1_700_000_050),
-            (Arc::from("unknown"), 1_700_000_000),
+            ("ka1".parse().unwrap(), 1_700_000_000),
+            ("kb1".parse().unwrap(), 1_700_000_100),
+            ("ka1".parse().unwrap(), 1_700_000_050),
+            ("unknown".parse().unwrap(), 1_700_000_000),
         ],
     )
     .await

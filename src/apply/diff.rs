@@ -11,7 +11,8 @@ use super::text::{
 };
 use super::{Change, Plan};
 use crate::core::model::{
-    Client, ClientStatus, Document, Grant, KeyRecord, KeyStatus, Limit, Route, Secret,
+    Client, ClientId, ClientStatus, Document, Grant, KeyId, KeyRecord, KeyStatus, Limit, Route,
+    RouteId, Secret,
 };
 
 /// What the plan lists for a row the file leaves out without `--prune`.
@@ -27,27 +28,27 @@ pub enum SecretColumn {
 /// One write. Each is issued only when it changes something.
 #[derive(Debug)]
 pub enum Op {
-    DeleteGrant(Arc<str>, Arc<str>),
-    DeleteKey(Arc<str>),
-    DeleteClient(Arc<str>),
-    DeleteRoute(Arc<str>),
+    DeleteGrant(ClientId, RouteId),
+    DeleteKey(KeyId),
+    DeleteClient(ClientId),
+    DeleteRoute(RouteId),
     UpdateRoute(Route),
     CreateRoute(Route),
     CreateClient(Client),
-    RenameClient(Arc<str>, Arc<str>),
-    SetClientStatus(Arc<str>, ClientStatus),
+    RenameClient(ClientId, Arc<str>),
+    SetClientStatus(ClientId, ClientStatus),
     /// Client-wide (`route` None) or a grant's limit; `None` removes it.
-    SetLimit(Arc<str>, Option<Arc<str>>, Option<Limit>),
-    SetBasic(Arc<str>, Arc<str>),
-    SetHmac(Arc<str>, Secret),
+    SetLimit(ClientId, Option<RouteId>, Option<Limit>),
+    SetBasic(ClientId, Arc<str>),
+    SetHmac(ClientId, Secret),
     /// Sets one secret column to NULL; the other stays.
-    NullSecret(Arc<str>, SecretColumn),
+    NullSecret(ClientId, SecretColumn),
     /// Deletes the client's secrets row.
-    ClearSecrets(Arc<str>),
+    ClearSecrets(ClientId),
     /// A new client or digest for an existing key id.
     MoveKey(KeyRecord),
-    SetKeyStatus(Arc<str>, KeyStatus),
-    SetKeyExpiry(Arc<str>, Option<i64>),
+    SetKeyStatus(KeyId, KeyStatus),
+    SetKeyExpiry(KeyId, Option<i64>),
     CreateKey(KeyRecord),
     UpdateGrant(Grant),
     CreateGrant(Grant),
@@ -121,25 +122,25 @@ pub fn diff(current: &Document, wanted: &Document, prune: bool) -> (Plan, Vec<Op
     (plan, ops.collect())
 }
 
-fn by_id<T>(items: &[T], id: impl Fn(&T) -> &str) -> BTreeMap<&str, &T> {
+fn by_id<T, K: Ord>(items: &[T], id: impl Fn(&T) -> &K) -> BTreeMap<&K, &T> {
     items.iter().map(|item| (id(item), item)).collect()
 }
 
-fn grant_name(client: &str, route: &str) -> String {
+fn grant_name(client: &ClientId, route: &RouteId) -> String {
     format!("{client} → {route}")
 }
 
-fn grants_by_pair(grants: &[Grant]) -> BTreeMap<(&str, &str), &Grant> {
+fn grants_by_pair(grants: &[Grant]) -> BTreeMap<(&ClientId, &RouteId), &Grant> {
     grants
         .iter()
-        .map(|g| ((&*g.client_id, &*g.route_id), g))
+        .map(|g| ((&g.client_id, &g.route_id), g))
         .collect()
 }
 
 fn grants_absent(b: &mut Builder, current: &Document, wanted: &Document) {
     let want = grants_by_pair(&wanted.grants);
     for g in &current.grants {
-        if !want.contains_key(&(&*g.client_id, &*g.route_id))
+        if !want.contains_key(&(&g.client_id, &g.route_id))
             && b.absent("grant", &grant_name(&g.client_id, &g.route_id), "")
         {
             b.deletes
@@ -151,7 +152,7 @@ fn grants_absent(b: &mut Builder, current: &Document, wanted: &Document) {
 fn keys_absent(b: &mut Builder, current: &Document, wanted: &Document) {
     let want = by_id(&wanted.keys, |k| &k.id);
     for k in &current.keys {
-        if !want.contains_key(&*k.id) && b.absent("key", &k.id, format!("client {}", k.client_id)) {
+        if !want.contains_key(&k.id) && b.absent("key", &k.id, format!("client {}", k.client_id)) {
             b.deletes.push(Op::DeleteKey(k.id.clone()));
         }
     }
@@ -160,7 +161,7 @@ fn keys_absent(b: &mut Builder, current: &Document, wanted: &Document) {
 fn clients_absent(b: &mut Builder, current: &Document, wanted: &Document) {
     let want = by_id(&wanted.clients, |c| &c.id);
     for c in &current.clients {
-        if !want.contains_key(&*c.id) && b.absent("client", &c.id, "") {
+        if !want.contains_key(&c.id) && b.absent("client", &c.id, "") {
             b.deletes.push(Op::DeleteClient(c.id.clone()));
         }
     }
@@ -169,7 +170,7 @@ fn clients_absent(b: &mut Builder, current: &Document, wanted: &Document) {
 fn routes_absent(b: &mut Builder, current: &Document, wanted: &Document) {
     let want = by_id(&wanted.routes, |r| &r.id);
     for r in &current.routes {
-        if !want.contains_key(&*r.id) && b.absent("route", &r.id, place(r)) {
+        if !want.contains_key(&r.id) && b.absent("route", &r.id, place(r)) {
             b.deletes.push(Op::DeleteRoute(r.id.clone()));
         }
     }
@@ -178,7 +179,7 @@ fn routes_absent(b: &mut Builder, current: &Document, wanted: &Document) {
 fn routes(b: &mut Builder, current: &Document, wanted: &Document) {
     let have = by_id(&current.routes, |r| &r.id);
     for r in &wanted.routes {
-        let Some(old) = have.get(&*r.id) else {
+        let Some(old) = have.get(&r.id) else {
             b.create("route", &r.id, place(r));
             b.routes.push(Op::CreateRoute(r.clone()));
             continue;
@@ -209,7 +210,7 @@ fn routes(b: &mut Builder, current: &Document, wanted: &Document) {
 fn clients(b: &mut Builder, current: &Document, wanted: &Document) {
     let have = by_id(&current.clients, |c| &c.id);
     for c in &wanted.clients {
-        let Some(old) = have.get(&*c.id) else {
+        let Some(old) = have.get(&c.id) else {
             let mut detail = format!("{:?}, {}", &*c.name, c.status.as_str());
             if c.limit.is_some() {
                 detail.push_str(&format!(", limit {}", limit_text(c.limit.as_ref())));
@@ -256,7 +257,7 @@ fn clients(b: &mut Builder, current: &Document, wanted: &Document) {
 /// The client's Basic hash and HMAC secret: set where the file has one
 /// that differs; removed, when the file has none, only with `--prune`
 /// (secrets are often set with the CLI rather than kept in a file).
-fn secrets(b: &mut Builder, id: &Arc<str>, old: (Option<&Arc<str>>, Option<&Secret>), c: &Client) {
+fn secrets(b: &mut Builder, id: &ClientId, old: (Option<&Arc<str>>, Option<&Secret>), c: &Client) {
     let (old_basic, old_hmac) = old;
     let mut basic = old_basic.cloned();
     let mut hmac = old_hmac.is_some();
@@ -314,7 +315,7 @@ fn secrets(b: &mut Builder, id: &Arc<str>, old: (Option<&Arc<str>>, Option<&Secr
 fn keys(b: &mut Builder, current: &Document, wanted: &Document) {
     let have = by_id(&current.keys, |k| &k.id);
     for k in &wanted.keys {
-        let Some(old) = have.get(&*k.id) else {
+        let Some(old) = have.get(&k.id) else {
             let mut detail = format!("client {}, {}", k.client_id, k.status.as_str());
             if k.expires_at.is_some() {
                 detail.push_str(&format!(", expires {}", expiry_text(k.expires_at)));
@@ -355,7 +356,7 @@ fn grants(b: &mut Builder, current: &Document, wanted: &Document) {
     let have = grants_by_pair(&current.grants);
     for g in &wanted.grants {
         let name = grant_name(&g.client_id, &g.route_id);
-        let Some(old) = have.get(&(&*g.client_id, &*g.route_id)) else {
+        let Some(old) = have.get(&(&g.client_id, &g.route_id)) else {
             let mut detail = format!(
                 "methods {}, models {}",
                 methods_set(&g.methods).join(","),

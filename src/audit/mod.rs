@@ -17,7 +17,6 @@ pub mod rows;
 mod writer;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use metrics::Counter;
@@ -26,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::AuditSettings;
 use crate::core::decision::{Decision, Reason};
-use crate::core::model::Method;
+use crate::core::model::{ClientId, KeyId, Method, RouteId};
 use crate::db::DbError;
 use crate::metrics::{AUDIT_DROPPED, AUDIT_QUEUE_DEPTH};
 
@@ -49,15 +48,15 @@ pub struct RequestFacts {
 }
 
 /// One decision, as a row of `gk_audit` will hold it. The ids are the
-/// decision's own `Arc`s: queueing a record copies no id.
+/// decision's own (shared) ids: queueing a record copies no id.
 #[derive(Clone, Debug)]
 pub struct AuditRecord {
     pub at: SystemTime,
     /// `X-Request-ID` as the decision log has it: printable, bounded.
     pub request_id: Option<Box<str>>,
-    pub client_id: Option<Arc<str>>,
-    pub key_id: Option<Arc<str>>,
-    pub route_id: Option<Arc<str>>,
+    pub client_id: Option<ClientId>,
+    pub key_id: Option<KeyId>,
+    pub route_id: Option<RouteId>,
     pub request: RequestFacts,
     pub allow: bool,
     pub reason: Reason,
@@ -227,6 +226,8 @@ impl RunningAudit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::core::decision::{Allow, Deny, Identity};
 
     fn facts() -> RequestFacts {
@@ -240,22 +241,22 @@ mod tests {
 
     #[test]
     fn an_allow_records_who_and_shares_the_decisions_ids() {
-        let route: Arc<str> = Arc::from("chat");
-        let client: Arc<str> = Arc::from("team-a");
+        let route = RouteId::parse("chat").unwrap();
+        let client = ClientId::parse("team-a").unwrap();
         let decision = Decision::Allow(Allow {
             route_id: route.clone(),
             identity: Some(Identity {
                 client_id: client.clone(),
                 client_name: Arc::from("Team A"),
-                key_id: Some(Arc::from("k1")),
+                key_id: Some(KeyId::parse("k1").unwrap()),
             }),
             rate: None,
             forward_provider_token: false,
         });
         let r = AuditRecord::of(&decision, facts(), "req-1", Duration::from_micros(42));
         assert!(r.allow && r.reason == Reason::Authenticated);
-        assert!(Arc::ptr_eq(r.route_id.as_ref().unwrap(), &route));
-        assert!(Arc::ptr_eq(r.client_id.as_ref().unwrap(), &client));
+        assert!(std::ptr::eq(r.route_id.as_deref().unwrap(), &*route));
+        assert!(std::ptr::eq(r.client_id.as_deref().unwrap(), &*client));
         assert_eq!(r.key_id.as_deref(), Some("k1"));
         assert_eq!(r.request_id.as_deref(), Some("req-1"));
         assert_eq!((r.duration_us, r.decision()), (42, "allow"));
@@ -264,7 +265,7 @@ mod tests {
     #[test]
     fn a_deny_records_its_reason_and_an_absent_request_id_is_none() {
         let mut deny = Deny::new(Reason::KeyRevoked);
-        deny.client_id = Some(Arc::from("team-a"));
+        deny.client_id = Some(ClientId::parse("team-a").unwrap());
         let r = AuditRecord::of(
             &Decision::Deny(deny),
             RequestFacts::default(),

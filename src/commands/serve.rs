@@ -21,6 +21,10 @@ pub async fn run(config_flag: Option<PathBuf>) -> Result<(), CommandError> {
         config.file = config_flag;
     }
     gatekeeper::logging::init(config.log_format, &config.log_level);
+    // A typo (GATEKEEPER_LOG_LEVL) would otherwise be ignored in silence.
+    for variable in gatekeeper::config::unknown_variables(&std::env::vars().collect()) {
+        tracing::warn!(%variable, "not a gatekeeper setting (a typo?); ignored");
+    }
     let (source, policy) = match config.database_url.clone() {
         Some(url) => postgres_source(&config, url.0).await?,
         None => file_source(&config)?,

@@ -16,7 +16,8 @@ use std::fmt;
 
 use base64::Engine as _;
 
-use super::model::{valid_id, CredentialType, Secret};
+use super::ids::ClientId;
+use super::model::{CredentialType, Secret};
 
 /// The request parts a credential can come from, as nginx forwarded them.
 /// No `Debug`: it holds raw credentials.
@@ -35,10 +36,9 @@ pub enum Presented<'a> {
     /// An API key, not yet classified. Borrowed from a header, or owned when
     /// it was percent-decoded from the query string.
     ApiKey(Cow<'a, str>),
-    /// A decoded Basic credential; `client_id` is a valid id, `secret` is
-    /// non-empty.
+    /// A decoded Basic credential; `secret` is non-empty.
     Basic {
-        client_id: String,
+        client_id: ClientId,
         secret: Secret,
     },
     Hmac(HmacParams),
@@ -63,7 +63,7 @@ impl fmt::Debug for Presented<'_> {
         match self {
             Presented::None => f.write_str("None"),
             Presented::ApiKey(_) => f.write_str("ApiKey(<redacted>)"),
-            // `client_id` is a validated id, and `Secret`'s Debug is redacted.
+            // `client_id` is an id, not a secret, and `Secret`'s Debug is redacted.
             Presented::Basic { client_id, secret } => f
                 .debug_struct("Basic")
                 .field("client_id", client_id)
@@ -79,7 +79,7 @@ impl fmt::Debug for Presented<'_> {
 /// signature is a MAC, checked later against the client's secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HmacParams {
-    pub client_id: String,
+    pub client_id: ClientId,
     /// Unix seconds.
     pub timestamp: i64,
     pub nonce: String,
@@ -168,17 +168,17 @@ fn by_scheme<'a>(scheme: &str, params: &'a str) -> Presented<'a> {
 /// first `:`. The client id must be a valid id (no client can have another)
 /// and the secret non-empty (an empty secret is never a credential, and
 /// refusing it here spares a bcrypt run).
-fn decode_basic(token: &str) -> Option<(String, Secret)> {
+fn decode_basic(token: &str) -> Option<(ClientId, Secret)> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(token)
         .ok()?;
     let colon = decoded.iter().position(|b| *b == b':')?;
     let (id, secret) = (&decoded[..colon], &decoded[colon + 1..]);
-    let client_id = std::str::from_utf8(id).ok().filter(|id| valid_id(id))?;
+    let client_id = ClientId::parse(std::str::from_utf8(id).ok()?).ok()?;
     if secret.is_empty() {
         return None;
     }
-    Some((client_id.to_owned(), Secret::new(secret.to_vec())))
+    Some((client_id, Secret::new(secret.to_vec())))
 }
 
 /// Trimmed; a non-UTF-8 value is a malformed key. Further checks on the key
@@ -232,7 +232,7 @@ pub fn parse_hmac(params: &str) -> Option<HmacParams> {
     }
     let [client_id, timestamp, nonce, signature] = fields;
     Some(HmacParams {
-        client_id: client_id.filter(|id| valid_id(id))?.to_owned(),
+        client_id: ClientId::parse(client_id?).ok()?,
         timestamp: parse_timestamp(timestamp?)?,
         nonce: nonce.filter(|n| valid_nonce(n))?.to_owned(),
         signature: parse_signature(signature?)?,

@@ -22,9 +22,9 @@ fn project(p: &Presented<'_>) -> Out {
         Presented::None => Out::None,
         Presented::ApiKey(k) => Out::Key(k.to_string()),
         Presented::Basic { client_id, secret } => {
-            Out::Basic(client_id.clone(), secret.expose().to_vec())
+            Out::Basic(client_id.to_string(), secret.expose().to_vec())
         }
-        Presented::Hmac(p) => Out::Hmac(p.client_id.clone()),
+        Presented::Hmac(p) => Out::Hmac(p.client_id.to_string()),
         Presented::Invalid(t) => Out::Invalid(*t),
     }
 }
@@ -172,7 +172,7 @@ fn hmac(params: &str) -> Option<HmacParams> {
 #[test]
 fn hmac_parameters_parse_in_any_order_quoted_or_not() {
     let want = HmacParams {
-        client_id: "team-a".into(),
+        client_id: "team-a".parse().unwrap(),
         timestamp: 1_700_000_000,
         nonce: "n-1".into(),
         signature: hex::decode(SIG).unwrap().try_into().unwrap(),

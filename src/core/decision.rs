@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::ids::{ClientId, KeyId, RouteId};
 use super::model::CredentialSet;
 
 /// Why a decision came out as it did. The strings are part of the contract.
@@ -133,14 +134,14 @@ pub struct RateInfo {
 /// Who was let through, for the identity headers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
-    pub client_id: Arc<str>,
+    pub client_id: ClientId,
     pub client_name: Arc<str>,
-    pub key_id: Option<Arc<str>>,
+    pub key_id: Option<KeyId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allow {
-    pub route_id: Arc<str>,
+    pub route_id: RouteId,
     pub identity: Option<Identity>,
     pub rate: Option<RateInfo>,
     /// The method allows bring-your-own-token and the client sent one:
@@ -161,15 +162,15 @@ impl Allow {
 pub struct Deny {
     pub reason: Reason,
     /// The route, when one matched (a metric label and a log field).
-    pub route_id: Option<Arc<str>>,
+    pub route_id: Option<RouteId>,
     /// The schemes the method accepts, for `WWW-Authenticate` on a 401.
     pub accepts: CredentialSet,
     /// Whole seconds, at least 1, for a 429.
     pub retry_after: Option<u64>,
     pub rate: Option<RateInfo>,
     /// Who was identified before the deny, for the log (never for headers).
-    pub client_id: Option<Arc<str>>,
-    pub key_id: Option<Arc<str>>,
+    pub client_id: Option<ClientId>,
+    pub key_id: Option<KeyId>,
 }
 
 impl Deny {
@@ -185,7 +186,7 @@ impl Deny {
         }
     }
 
-    pub fn on_route(mut self, route_id: &Arc<str>) -> Deny {
+    pub fn on_route(mut self, route_id: &RouteId) -> Deny {
         self.route_id = Some(route_id.clone());
         self
     }
@@ -216,7 +217,7 @@ impl Decision {
         }
     }
 
-    pub fn route_id(&self) -> Option<&Arc<str>> {
+    pub fn route_id(&self) -> Option<&RouteId> {
         match self {
             Decision::Allow(allow) => Some(&allow.route_id),
             Decision::Deny(deny) => deny.route_id.as_ref(),

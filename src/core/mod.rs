@@ -9,6 +9,7 @@ pub mod decision;
 pub mod form;
 pub mod glob;
 pub mod host;
+pub mod ids;
 pub mod limiter;
 pub mod lint;
 pub mod model;

@@ -7,12 +7,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::body::{models_in_body, models_in_target};
 use super::credential::Presented;
 use super::decision::{Deny, Reason};
 use super::glob::Glob;
+use super::ids::{ClientId, KeyId, RouteId};
 use super::limiter::{Charge, LimitKey};
 use super::model::{
     Client, ClientStatus, CredentialSet, Digest, Document, Grant, KeyRecord, KeyStatus, Method,
@@ -26,17 +26,17 @@ pub enum PolicyError {
     #[error(transparent)]
     DuplicateRoute(#[from] DuplicateRoute),
     #[error("client `{0}` is defined twice")]
-    DuplicateClient(Arc<str>),
+    DuplicateClient(ClientId),
     #[error("key `{0}` is defined twice")]
-    DuplicateKey(Arc<str>),
+    DuplicateKey(KeyId),
     #[error("keys `{0}` and `{1}` have the same digest")]
-    DuplicateDigest(Arc<str>, Arc<str>),
+    DuplicateDigest(KeyId, KeyId),
     #[error("{what} refers to unknown client `{client}`")]
-    UnknownClient { what: String, client: Arc<str> },
+    UnknownClient { what: String, client: ClientId },
     #[error("grant of client `{client}` refers to unknown route `{route}`")]
-    UnknownRoute { client: Arc<str>, route: Arc<str> },
+    UnknownRoute { client: ClientId, route: RouteId },
     #[error("client `{client}` has two grants on route `{route}`")]
-    DuplicateGrant { client: Arc<str>, route: Arc<str> },
+    DuplicateGrant { client: ClientId, route: RouteId },
 }
 
 /// A grant with its rate-limit key precomputed (no allocation per request).
@@ -52,11 +52,11 @@ pub struct GrantEntry {
 pub struct ClientEntry {
     pub client: Client,
     pub limit_key: LimitKey,
-    grants: HashMap<Arc<str>, GrantEntry>,
+    grants: HashMap<RouteId, GrantEntry>,
 }
 
 impl ClientEntry {
-    pub fn grant(&self, route_id: &str) -> Option<&GrantEntry> {
+    pub fn grant(&self, route_id: &RouteId) -> Option<&GrantEntry> {
         self.grants.get(route_id)
     }
 }
@@ -72,7 +72,7 @@ pub struct Counts {
 #[derive(Debug)]
 pub struct Policy {
     routes: RouteTable,
-    clients: HashMap<Arc<str>, ClientEntry>,
+    clients: HashMap<ClientId, ClientEntry>,
     keys: HashMap<Digest, KeyRecord>,
     counts: Counts,
 }
@@ -120,7 +120,7 @@ impl Policy {
         &self.routes
     }
 
-    pub fn client(&self, id: &str) -> Option<&ClientEntry> {
+    pub fn client(&self, id: &ClientId) -> Option<&ClientEntry> {
         self.clients.get(id)
     }
 
@@ -152,7 +152,7 @@ impl Policy {
     }
 }
 
-fn index_clients(clients: Vec<Client>) -> Result<HashMap<Arc<str>, ClientEntry>, PolicyError> {
+fn index_clients(clients: Vec<Client>) -> Result<HashMap<ClientId, ClientEntry>, PolicyError> {
     let mut out = HashMap::with_capacity(clients.len());
     for client in clients {
         let id = client.id.clone();
@@ -170,7 +170,7 @@ fn index_clients(clients: Vec<Client>) -> Result<HashMap<Arc<str>, ClientEntry>,
 
 fn index_keys(
     keys: Vec<KeyRecord>,
-    clients: &HashMap<Arc<str>, ClientEntry>,
+    clients: &HashMap<ClientId, ClientEntry>,
 ) -> Result<HashMap<Digest, KeyRecord>, PolicyError> {
     let mut ids = std::collections::HashSet::with_capacity(keys.len());
     let mut out: HashMap<Digest, KeyRecord> = HashMap::with_capacity(keys.len());
@@ -195,7 +195,7 @@ fn index_keys(
 fn attach_grants(
     grants: Vec<Grant>,
     routes: &RouteTable,
-    clients: &mut HashMap<Arc<str>, ClientEntry>,
+    clients: &mut HashMap<ClientId, ClientEntry>,
 ) -> Result<(), PolicyError> {
     for grant in grants {
         if routes.get(&grant.route_id).is_none() {

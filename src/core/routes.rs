@@ -12,16 +12,16 @@
 //! lower-cased and normalised) and does not judge methods or credentials.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
+use super::ids::RouteId;
 use super::model::{DomainPattern, PathPattern, Route};
 
 /// Two routes with the same domain and path; the ids of both, in load order.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("routes `{first}` and `{second}` have the same domain and path")]
 pub struct DuplicateRoute {
-    pub first: Arc<str>,
-    pub second: Arc<str>,
+    pub first: RouteId,
+    pub second: RouteId,
 }
 
 /// The routes of one domain key, by path: exact paths and prefix stems
@@ -83,7 +83,7 @@ pub struct RouteTable {
     routes: Vec<Route>,
     /// Route ids are unique by the sources' validation; should one repeat,
     /// `get` answers the first.
-    by_id: HashMap<Arc<str>, usize>,
+    by_id: HashMap<RouteId, usize>,
     exact: HashMap<Box<str>, PathIndex>,
     suffix: HashMap<Box<str>, PathIndex>,
     any: PathIndex,
@@ -160,7 +160,7 @@ impl RouteTable {
     }
 
     /// The route with this id.
-    pub fn get(&self, id: &str) -> Option<&Route> {
+    pub fn get(&self, id: &RouteId) -> Option<&Route> {
         self.by_id.get(id).and_then(|&idx| self.routes.get(idx))
     }
 }
@@ -172,7 +172,7 @@ mod tests {
 
     fn route(id: &str, domain: &str, path: &str) -> Route {
         Route {
-            id: id.into(),
+            id: id.parse().unwrap(),
             domain: DomainPattern::parse(domain).unwrap(),
             path: PathPattern::parse(path).unwrap(),
             service: "svc".into(),
@@ -347,8 +347,8 @@ mod tests {
             assert_eq!(
                 err,
                 DuplicateRoute {
-                    first: "a".into(),
-                    second: "b".into()
+                    first: "a".parse().unwrap(),
+                    second: "b".parse().unwrap()
                 }
             );
         }
@@ -365,8 +365,8 @@ mod tests {
         ]);
         assert_eq!(t.len(), 5);
         assert!(!t.is_empty());
-        assert_eq!(t.get("n").map(|r| &*r.id), Some("n"));
-        assert!(t.get("missing").is_none());
+        assert_eq!(t.get(&"n".parse().unwrap()).map(|r| &*r.id), Some("n"));
+        assert!(t.get(&"missing".parse().unwrap()).is_none());
         let ids: Vec<&str> = t.iter().map(|r| &*r.id).collect();
         assert_eq!(ids, ["p", "e", "n", "h", "s"]);
     }
@@ -410,6 +410,9 @@ mod tests {
                 (None, "/p1", Some("fallback")),
             ],
         );
-        assert_eq!(t.get("s999-49").map(|r| &*r.id), Some("s999-49"));
+        assert_eq!(
+            t.get(&"s999-49".parse().unwrap()).map(|r| &*r.id),
+            Some("s999-49")
+        );
     }
 }

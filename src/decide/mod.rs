@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::core::credential::extract;
 use crate::core::decision::{Allow, Decision, Deny, Identity, Reason};
 use crate::core::limiter::{LimitKey, Mode, RateDenied};
-use crate::core::model::{Limit, MethodRule};
+use crate::core::model::{KeyId, Limit, MethodRule, RouteId};
 use crate::core::policy::{permit, Policy, Verified};
 use crate::core::request::AuthRequest;
 use crate::error::Outage;
@@ -197,7 +197,7 @@ impl Authorizer {
     }
 
     /// Key uses since the last call (PostgreSQL mode; empty otherwise).
-    pub fn take_key_usage(&self) -> Vec<(Arc<str>, i64)> {
+    pub fn take_key_usage(&self) -> Vec<(KeyId, i64)> {
         self.snapshot.take_usage()
     }
 
@@ -213,7 +213,7 @@ impl Authorizer {
     }
 }
 
-fn public(route_id: &Arc<str>) -> Allow {
+fn public(route_id: &RouteId) -> Allow {
     Allow {
         route_id: route_id.clone(),
         identity: None,

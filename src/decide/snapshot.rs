@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::core::model::KeyId;
 use crate::core::policy::Policy;
 use crate::error::{Dependency, Outage};
 
@@ -30,7 +31,7 @@ struct Freshness {
 /// in batches by the source, never by the request itself.
 #[derive(Default)]
 struct KeyUsage {
-    seen: Mutex<HashMap<Arc<str>, i64>>,
+    seen: Mutex<HashMap<KeyId, i64>>,
 }
 
 /// Bound on distinct keys remembered between two flushes.
@@ -78,7 +79,7 @@ impl Snapshot {
     }
 
     /// `key_id` allowed a request at `now` (Unix seconds).
-    pub fn used(&self, key_id: Option<&Arc<str>>, now: i64) {
+    pub fn used(&self, key_id: Option<&KeyId>, now: i64) {
         let (Some(usage), Some(key_id)) = (&self.usage, key_id) else {
             return;
         };
@@ -89,7 +90,7 @@ impl Snapshot {
     }
 
     /// Key uses since the last call (empty outside PostgreSQL mode).
-    pub fn take_usage(&self) -> Vec<(Arc<str>, i64)> {
+    pub fn take_usage(&self) -> Vec<(KeyId, i64)> {
         let Some(usage) = &self.usage else {
             return Vec::new();
         };

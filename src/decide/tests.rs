@@ -316,8 +316,8 @@ const NEW_KEY: &str = "a-key-created-after-the-snapshot";
 fn with_store(clock: Arc<FixedClock>) -> (Arc<FakeStore>, Authorizer) {
     let store = Arc::new(FakeStore {
         key: KeyRecord {
-            id: "k2".into(),
-            client_id: "c1".into(),
+            id: "k2".parse().unwrap(),
+            client_id: "c1".parse().unwrap(),
             digest: Digest::of(NEW_KEY.as_bytes()),
             status: crate::core::model::KeyStatus::Active,
             expires_at: None,

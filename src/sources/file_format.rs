@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::Hash;
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -25,8 +26,9 @@ use time::OffsetDateTime;
 
 use crate::core::glob::Glob;
 use crate::core::model::{
-    valid_id, without_line_end, Client, ClientStatus, Digest, Document, DomainPattern, Grant,
-    GrantMethods, KeyRecord, KeyStatus, Limit, Method, MethodRule, PathPattern, Route, Secret,
+    valid_id, without_line_end, Client, ClientId, ClientStatus, Digest, Document, DomainPattern,
+    Grant, GrantMethods, InvalidId, KeyId, KeyRecord, KeyStatus, Limit, Method, MethodRule,
+    PathPattern, Route, RouteId, Secret,
 };
 
 /// One problem, naming its place, e.g. `route "ollama-api" (route #2)` and
@@ -282,10 +284,10 @@ fn routes(raw: &[RawRoute], errors: &mut Vec<FileError>) -> Vec<Route> {
 }
 
 fn route(raw: &RawRoute, c: &mut Checker) -> Option<Route> {
-    let id = c.check("id", parse_id(&raw.id));
+    let id = c.check("id", RouteId::parse(&raw.id));
     let domain = c.check("domain", DomainPattern::parse(&raw.domain));
     let path = c.check("path", PathPattern::parse(&raw.path));
-    let service = c.check("service", parse_id(&raw.service));
+    let service = c.check("service", parse_service(&raw.service));
     let (methods, any_method) = method_rules(&raw.methods, c)?;
     Some(Route {
         id: id?,
@@ -340,7 +342,7 @@ fn clients(
         let mut c = Checker::new(errors, place.clone());
         c.check("id", ids.first(r.id.as_str(), &place));
         let client = client(r, sources, &mut c);
-        let owner = valid_id(&r.id).then(|| Arc::<str>::from(r.id.as_str()));
+        let owner = ClientId::parse(&r.id).ok();
         for (j, k) in r.key.iter().enumerate() {
             let place = format!("{place} key {:?} (key #{})", k.id, j + 1);
             let mut c = Checker::new(errors, place);
@@ -352,7 +354,7 @@ fn clients(
 }
 
 fn client(raw: &RawClient, sources: &Sources, c: &mut Checker) -> Option<Client> {
-    let id = c.check("id", parse_id(&raw.id));
+    let id = c.check("id", ClientId::parse(&raw.id));
     let name = c.check("name", parse_name(&raw.name));
     let status = c.check("status", parse_client_status(raw.status.as_deref()));
     let limit = check_limit(c, raw.limit.as_deref(), raw.burst);
@@ -387,12 +389,12 @@ impl KeyIndex<'_> {
 
 fn key<'a>(
     raw: &'a RawKey,
-    client_id: Option<Arc<str>>,
+    client_id: Option<ClientId>,
     index: &mut KeyIndex<'a>,
     c: &mut Checker,
 ) -> Option<KeyRecord> {
     let place = c.place.clone();
-    let id = c.check("id", parse_id(&raw.id));
+    let id = c.check("id", KeyId::parse(&raw.id));
     c.check("id", index.ids.first(raw.id.as_str(), &place));
     let digest = c.check("digest", parse_digest(&raw.digest));
     if let Some(d) = digest {
@@ -441,6 +443,8 @@ struct Known<'a> {
 fn grant(raw: &RawGrant, known: &Known, c: &mut Checker) -> Option<Grant> {
     let client_id = c.check("client", known_id(&known.clients, &raw.client, "client"));
     let route_id = c.check("route", known_id(&known.routes, &raw.route, "route"));
+    let (client_id, route_id): (Option<ClientId>, Option<RouteId>) =
+        (client_id.flatten(), route_id.flatten());
     let methods = c.check("methods", parse_grant_methods(&raw.methods));
     let models = c.check("models", parse_models(raw.models.as_deref()));
     let limit = check_limit(c, raw.limit.as_deref(), raw.burst);
@@ -453,9 +457,11 @@ fn grant(raw: &RawGrant, known: &Known, c: &mut Checker) -> Option<Grant> {
     })
 }
 
-fn known_id(ids: &HashSet<&str>, id: &str, what: &str) -> Result<Arc<str>, String> {
+/// The id of a client or route the file defines; `None`, without an
+/// error, when that id is invalid: its own entry reports it.
+fn known_id<T: FromStr>(ids: &HashSet<&str>, id: &str, what: &str) -> Result<Option<T>, String> {
     match ids.contains(id) {
-        true => Ok(Arc::from(id)),
+        true => Ok(id.parse().ok()),
         false => Err(format!("no {what} has the id {id:?}")),
     }
 }
@@ -490,10 +496,11 @@ fn parse_models(list: Option<&[String]>) -> Result<Option<Vec<Glob>>, String> {
 
 // ---- Values. ------------------------------------------------------------
 
-fn parse_id(s: &str) -> Result<Arc<str>, &'static str> {
+/// A route's service label follows the id rule, though it is no id.
+fn parse_service(s: &str) -> Result<Arc<str>, InvalidId> {
     match valid_id(s) {
         true => Ok(Arc::from(s)),
-        false => Err("must be 1 to 64 characters of A-Z a-z 0-9 . _ -"),
+        false => Err(InvalidId),
     }
 }
 

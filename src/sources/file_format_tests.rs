@@ -126,7 +126,7 @@ fn expected_routes() -> Vec<Route> {
     let method = |m: &str| Method::parse(m).expect("method");
     vec![
         Route {
-            id: "ollama-api".into(),
+            id: "ollama-api".parse().unwrap(),
             domain: DomainPattern::Exact("llm.example.com".into()),
             path: PathPattern::Prefix("/api".into()),
             service: "ollama".into(),
@@ -141,7 +141,7 @@ fn expected_routes() -> Vec<Route> {
             any_method: None,
         },
         Route {
-            id: "openai".into(),
+            id: "openai".parse().unwrap(),
             domain: DomainPattern::Suffix("example.com".into()),
             path: PathPattern::Exact("/v1/chat/completions".into()),
             service: "openai-compat".into(),
@@ -156,7 +156,7 @@ fn expected_clients() -> Vec<Client> {
     let limit = Limit::parse("600/1m").and_then(|l| l.with_burst(50));
     vec![
         Client {
-            id: "team-a".into(),
+            id: "team-a".parse().unwrap(),
             name: "Team A".into(),
             status: ClientStatus::Active,
             limit,
@@ -164,7 +164,7 @@ fn expected_clients() -> Vec<Client> {
             hmac_secret: Some(Secret::new(HMAC_VALUE.as_bytes().to_vec())),
         },
         Client {
-            id: "team-b".into(),
+            id: "team-b".parse().unwrap(),
             name: "Team B".into(),
             status: ClientStatus::Suspended,
             limit: None,
@@ -176,8 +176,8 @@ fn expected_clients() -> Vec<Client> {
 
 fn expected_keys() -> Vec<KeyRecord> {
     let key = |id: &str, client: &str, secret: &str, status, expires_at| KeyRecord {
-        id: id.into(),
-        client_id: client.into(),
+        id: id.parse().unwrap(),
+        client_id: client.parse().unwrap(),
         digest: Digest::of(secret.as_bytes()),
         status,
         expires_at,
@@ -195,15 +195,15 @@ fn expected_grants() -> Vec<Grant> {
     let globs = ["llama3*", "qwen2.5:7b"].map(|g| Glob::parse(g).expect("glob"));
     vec![
         Grant {
-            client_id: "team-a".into(),
-            route_id: "ollama-api".into(),
+            client_id: "team-a".parse().unwrap(),
+            route_id: "ollama-api".parse().unwrap(),
             methods: GrantMethods::Only(methods.to_vec()),
             models: Some(globs.to_vec()),
             limit: Limit::parse("60/1m"),
         },
         Grant {
-            client_id: "team-b".into(),
-            route_id: "openai".into(),
+            client_id: "team-b".parse().unwrap(),
+            route_id: "openai".parse().unwrap(),
             methods: GrantMethods::Any,
             models: None,
             limit: Limit::parse("10/1s").and_then(|l| l.with_burst(20)),

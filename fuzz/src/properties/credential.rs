@@ -35,7 +35,7 @@ fn seen(p: &Presented<'_>) -> Seen {
         Presented::None => Seen::None,
         Presented::ApiKey(key) => Seen::ApiKey(key.to_string()),
         Presented::Basic { client_id, secret } => {
-            Seen::Basic(client_id.clone(), secret.expose().to_vec())
+            Seen::Basic(client_id.to_string(), secret.expose().to_vec())
         }
         Presented::Hmac(params) => Seen::Hmac(params.clone()),
         Presented::Invalid(t) => Seen::Invalid(*t),

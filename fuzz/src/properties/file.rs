@@ -28,7 +28,7 @@ pub const SECRET_FILE: &str = "team-a.secret";
 fn env(name: &str) -> Option<String> {
     match name {
         "EMPTY" => Some(String::new()),
-        "TEAM_A_HMAC_SECRET" | "GATEKEEPER_DEMO_OPS_SECRET" | "FUZZ_SECRET" => {
+        "TEAM_A_HMAC_SECRET" | "DEMO_OPS_HMAC_SECRET" | "FUZZ_SECRET" => {
             Some(ENV_SECRET.to_owned())
         }
         _ => None,

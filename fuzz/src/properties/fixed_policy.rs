@@ -135,7 +135,7 @@ fn document() -> Document {
             route("models", "*", "/v1/models", Some("GET"), MethodRule::Public),
         ],
         clients: vec![Client {
-            id: "team-a".into(),
+            id: "team-a".parse().expect("an id"),
             name: "Team A".into(),
             status: ClientStatus::Active,
             limit: None,
@@ -143,15 +143,15 @@ fn document() -> Document {
             hmac_secret: None,
         }],
         keys: vec![KeyRecord {
-            id: "k1".into(),
-            client_id: "team-a".into(),
+            id: "k1".parse().expect("an id"),
+            client_id: "team-a".parse().expect("an id"),
             digest: Digest::of(KEY.as_bytes()),
             status: KeyStatus::Active,
             expires_at: None,
         }],
         grants: vec![Grant {
-            client_id: "team-a".into(),
-            route_id: "protected".into(),
+            client_id: "team-a".parse().expect("an id"),
+            route_id: "protected".parse().expect("an id"),
             methods: GrantMethods::Only(vec![Method::parse("GET").expect("a method")]),
             models: None,
             limit: None,
@@ -166,7 +166,7 @@ fn route(id: &str, domain: &str, path: &str, method: Option<&str>, rule: MethodR
         .into_iter()
         .collect();
     Route {
-        id: id.into(),
+        id: id.parse().expect("an id"),
         domain: DomainPattern::parse(domain).expect("a domain"),
         path: PathPattern::parse(path).expect("a path"),
         service: "upstream".into(),

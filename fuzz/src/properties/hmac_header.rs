@@ -122,7 +122,10 @@ fn built_from(data: &[u8]) -> HmacParams {
         .enumerate()
         .for_each(|(i, s)| *s = byte(208 + i));
     HmacParams {
-        client_id: String::from_utf8(client_id.collect()).expect("ASCII"),
+        client_id: String::from_utf8(client_id.collect())
+            .expect("ASCII")
+            .parse()
+            .expect("1 to 64 id characters"),
         timestamp: (u64::from_le_bytes(timestamp) >> 1) as i64,
         nonce: String::from_utf8(nonce.collect()).expect("ASCII"),
         signature,

@@ -2,7 +2,6 @@
 //! route, and how often.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
@@ -124,12 +123,15 @@ pub async fn run_grant(
             if fields.methods.is_empty() {
                 return Err(usage("grant create: give at least one --method (`*`: any)"));
             }
+            // The ids last, failing as the database's `gk_id` check fails them.
+            let name = format!("{}/{}", target.client, target.route);
+            let refused = || store::refused_id("gk_grants", &name);
             let grant = Grant {
-                client_id: Arc::from(target.client.as_str()),
-                route_id: Arc::from(target.route.as_str()),
                 methods: parse_methods(&fields.methods)?,
                 models: parse_models(&fields.models)?,
                 limit: parse_limit(fields.limit.as_deref(), fields.burst)?,
+                client_id: target.client.parse().map_err(|_| refused())?,
+                route_id: target.route.parse().map_err(|_| refused())?,
             };
             store::create_grant(&mut c, &grant).await?;
             let row = find_grant(&c, &target).await?;
@@ -243,9 +245,11 @@ fn updated_grant(
             .map(|text| stored_limit(text, current.burst))
             .transpose()?,
     };
+    let name = format!("{}/{}", current.client_id, current.route_id);
+    let refused = || store::refused_id("gk_grants", &name);
     Ok(Grant {
-        client_id: Arc::from(current.client_id.as_str()),
-        route_id: Arc::from(current.route_id.as_str()),
+        client_id: current.client_id.parse().map_err(|_| refused())?,
+        route_id: current.route_id.parse().map_err(|_| refused())?,
         methods: parse_methods(&methods)?,
         models: parse_models(&models)?,
         limit,

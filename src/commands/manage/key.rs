@@ -2,7 +2,6 @@
 //! command that creates it; only its digest is stored.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
@@ -143,8 +142,14 @@ fn generated(
 ) -> Result<(apikey::GeneratedKey, KeyRecord), CommandError> {
     let key = apikey::generate().map_err(failed)?;
     let record = KeyRecord {
-        id: Arc::from(key.public_id.as_str()),
-        client_id: Arc::from(client),
+        id: key
+            .public_id
+            .parse()
+            .map_err(|e| failed(format!("key id: {e}")))?,
+        // A bad `--client` fails as the database's `gk_id` check fails it.
+        client_id: client
+            .parse()
+            .map_err(|_| store::refused_id("gk_api_keys", &key.public_id))?,
         digest: key.digest,
         status: KeyStatus::Active,
         expires_at,

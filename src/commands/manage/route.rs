@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::output::{json, table};
 use super::{connect, settings};
 use crate::commands::{usage, CommandError};
-use gatekeeper::core::model::{valid_id, DomainPattern, Method, MethodRule, PathPattern, Route};
+use gatekeeper::core::model::{DomainPattern, Method, MethodRule, PathPattern, Route, RouteId};
 use gatekeeper::db::store::{self, RouteRow};
 
 #[derive(Subcommand, Debug)]
@@ -139,12 +139,12 @@ fn build_route(
     priority: i32,
     rules: Rules,
 ) -> Result<Route, CommandError> {
-    if !valid_id(id) {
+    let Ok(route_id) = RouteId::parse(id) else {
         return Err(usage(format!(
             "route id `{}`: 1 to 64 of A-Z a-z 0-9 . _ -",
             id.escape_debug()
         )));
-    }
+    };
     let domain = DomainPattern::parse(domain)
         .map_err(|e| usage(format!("--domain `{}`: {e}", domain.escape_debug())))?;
     let path = PathPattern::parse(path)
@@ -153,7 +153,7 @@ fn build_route(
         return Err(usage("--service must not be blank"));
     }
     let mut route = Route {
-        id: Arc::from(id),
+        id: route_id,
         domain,
         path,
         service: Arc::from(service),

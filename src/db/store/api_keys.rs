@@ -3,14 +3,13 @@
 //! `last_used_at` batches are not (the schema's trigger leaves them out).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 
 use super::{StoreError, Subject};
-use crate::core::model::{KeyRecord, KeyStatus};
+use crate::core::model::{KeyId, KeyRecord, KeyStatus};
 
 /// A key as `key list` / `key show --json` print it: never its digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -133,7 +132,7 @@ pub async fn delete_key(c: &impl GenericClient, id: &str) -> Result<(), StoreErr
 /// how many keys changed. Replicas are not notified.
 pub async fn touch_keys_last_used(
     c: &impl GenericClient,
-    used: &[(Arc<str>, i64)],
+    used: &[(KeyId, i64)],
 ) -> Result<u64, StoreError> {
     let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
     for (id, at) in used {

@@ -2,13 +2,13 @@
 //! route; a route limit belongs to the client's grant on that route and is
 //! deleted with it.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{GenericClient, Row};
 
-use super::{grant_id, limit_columns, limit_from_columns, limit_text, StoreError, Subject};
+use super::{
+    grant_id, id_column, limit_columns, limit_from_columns, limit_text, StoreError, Subject,
+};
 use crate::core::glob::Glob;
 use crate::core::model::{Grant, GrantMethods, Limit, Method};
 
@@ -246,8 +246,8 @@ impl GrantRow {
             .transpose()
             .map_err(|p| Subject::new("gk_limits", &id).invalid(p))?;
         Ok(Grant {
-            client_id: Arc::from(self.client_id.as_str()),
-            route_id: Arc::from(self.route_id.as_str()),
+            client_id: id_column(&at, "client_id", &self.client_id)?,
+            route_id: id_column(&at, "route_id", &self.route_id)?,
             methods,
             models,
             limit,

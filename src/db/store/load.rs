@@ -10,7 +10,7 @@ use tokio_postgres::{Client, GenericClient, IsolationLevel, Row};
 
 use super::grants::{grant_limit, SELECT_GRANTS};
 use super::routes::select_routes;
-use super::{limit_from_columns, StoreError, Subject};
+use super::{id_column, limit_from_columns, StoreError, Subject};
 use crate::core::model::{
     Client as PolicyClient, ClientStatus, Digest, Document, KeyRecord, KeyStatus, Secret,
 };
@@ -207,7 +207,7 @@ fn client(row: &Row, key: Option<&MasterKey>) -> Result<PolicyClient, StoreError
     let sealed: Option<Vec<u8>> = row.try_get(7)?;
     Ok(PolicyClient {
         hmac_secret: open_secret(&id, sealed.as_deref(), key)?,
-        id: Arc::from(id),
+        id: id_column(&at, "id", &id)?,
         name: Arc::from(name),
         status,
         limit,
@@ -226,10 +226,10 @@ fn key_record(row: &Row) -> Result<KeyRecord, StoreError> {
     let status = KeyStatus::parse(&status)
         .ok_or_else(|| at.invalid(format!("unknown status `{}`", status.escape_debug())))?;
     Ok(KeyRecord {
-        client_id: Arc::from(client_id),
+        client_id: id_column(&at, "client_id", &client_id)?,
         digest: Digest(digest),
         status,
         expires_at: row.try_get(4)?,
-        id: Arc::from(id),
+        id: id_column(&at, "id", &id)?,
     })
 }

@@ -16,11 +16,12 @@ mod grants;
 mod load;
 mod routes;
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use crate::core::model::Limit;
+use crate::core::model::{InvalidId, Limit};
 use crate::core::seal::SealError;
 
 pub use api_keys::{
@@ -252,6 +253,26 @@ fn check_problem(constraint: &str) -> String {
         _ => return format!("violates the check constraint `{constraint}`"),
     };
     format!("{rule} (constraint `{constraint}`)")
+}
+
+/// An id column as the model's id. The `gk_id` domain holds the same rule,
+/// so a refusal means a schema this code does not know; it names the row.
+fn id_column<T: FromStr<Err = InvalidId>>(
+    at: &Subject<'_>,
+    column: &str,
+    value: &str,
+) -> Result<T, StoreError> {
+    value
+        .parse()
+        .map_err(|e| at.invalid(format!("{column} `{}` {e}", value.escape_debug())))
+}
+
+/// The error a write into `table` gets when the `gk_id` domain refuses an id
+/// of the row named `row`, for a caller that must parse that id into the
+/// model before writing (the CLI's `key create --client`, `grant create`):
+/// it fails the same way whether the database or the parse refused it.
+pub fn refused_id(table: &'static str, row: &str) -> StoreError {
+    Subject::new(table, row).invalid(check_problem("gk_id_check"))
 }
 
 /// How grants (and route limits) are named in errors: `client/route`.

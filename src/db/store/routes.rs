@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio_postgres::{GenericClient, Row};
 
-use super::{StoreError, Subject};
+use super::{id_column, StoreError, Subject};
 use crate::core::model::{DomainPattern, Method, MethodRule, PathPattern, Route};
 
 /// A route as `route list` / `route show --json` print it.
@@ -101,7 +101,7 @@ impl RouteRow {
         let path = PathPattern::parse(&self.path)
             .map_err(|e| at.invalid(format!("path `{}`: {e}", self.path.escape_debug())))?;
         let mut route = Route {
-            id: Arc::from(self.id.as_str()),
+            id: id_column(&at, "id", &self.id)?,
             domain,
             path,
             service: Arc::from(self.service.as_str()),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::core::decision::Reason;
-use crate::core::model::Secret;
+use crate::core::model::{ClientId, Secret};
 use crate::core::policy::{Policy, Verified};
 use crate::core::request::AuthRequest;
 use crate::state::bcrypt::BasicVerifier;
@@ -32,7 +32,7 @@ impl Basic {
 }
 
 impl Verifier for Basic {
-    type Credential<'c> = (&'c str, &'c Secret);
+    type Credential<'c> = (&'c ClientId, &'c Secret);
 
     async fn verify<'p>(
         &self,

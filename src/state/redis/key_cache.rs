@@ -179,8 +179,8 @@ pub async fn flush(redis: &Redis) -> Result<(), Unavailable> {
 
 fn record(s: Stored, digest: &Digest) -> Option<KeyRecord> {
     Some(KeyRecord {
-        id: s.id.into(),
-        client_id: s.client.into(),
+        id: s.id.parse().ok()?,
+        client_id: s.client.parse().ok()?,
         digest: *digest,
         status: KeyStatus::parse(&s.status)?,
         expires_at: s.expires_at,
