@@ -23,8 +23,8 @@ use tokio_postgres::{GenericClient, Row};
 use crate::core::apikey::classify;
 use crate::core::model::{
     Client, ClientId, ClientStatus, CredentialSet, CredentialType, Digest, Document, DomainPattern,
-    Grant, GrantMethods, KeyId, KeyRecord, KeyStatus, Limit, Method, MethodRule, PathPattern,
-    Route, RouteId, Secret,
+    Grant, GrantMethods, Invalid, KeyId, KeyRecord, KeyStatus, Limit, Method, MethodRule,
+    PathPattern, Route, RouteId, Secret,
 };
 
 // Oldest first, so that of two routes that collide after normalisation the
@@ -244,7 +244,7 @@ impl Importer {
 
     /// The route's id and (domain, path), the place claimed for it; why
     /// not, when it cannot be imported at all.
-    fn place(&mut self, row: &RouteRow) -> Result<(RouteId, DomainPattern, PathPattern), String> {
+    fn place(&mut self, row: &RouteRow) -> Result<(RouteId, DomainPattern, PathPattern), Invalid> {
         let id = RouteId::parse(&row.id).ok();
         let Some(id) = id.filter(|id| !self.routes.contains(id)) else {
             return Err("the id is not a UUID or appears twice".into());
@@ -260,7 +260,8 @@ impl Importer {
             return Err(format!(
                 "route {first} already has domain `{}` and path `{}` (compared lower-case)",
                 place.0, place.1
-            ));
+            )
+            .into());
         }
         self.places.insert(place.clone(), id.clone());
         let (domain, path) = place;
@@ -320,7 +321,7 @@ impl Importer {
         let mut rules = BTreeMap::new();
         for (name, spec) in &entries {
             let mapped = Method::parse(name)
-                .ok_or_else(|| "not an upper-case HTTP method".to_owned())
+                .ok_or_else(|| Invalid::from("not an upper-case HTTP method"))
                 .and_then(|m| method_rule(spec).map(|rule| (m, rule)));
             match mapped {
                 Ok((method, rule)) => {
@@ -535,7 +536,7 @@ impl From<Mapped> for MethodRule {
 }
 
 /// `{"auth_required": bool, "auth_type": null | "api_key" | "hmac"}`.
-fn method_rule(spec: &Value) -> Result<Mapped, String> {
+fn method_rule(spec: &Value) -> Result<Mapped, Invalid> {
     let required = spec
         .get("auth_required")
         .and_then(Value::as_bool)
@@ -547,7 +548,7 @@ fn method_rule(spec: &Value) -> Result<Mapped, String> {
         None | Some(Value::Null) => Ok(Mapped::AnyCredential),
         Some(Value::String(t)) if t == "api_key" => Ok(Mapped::Only(CredentialType::ApiKey)),
         Some(Value::String(t)) if t == "hmac" => Ok(Mapped::Only(CredentialType::Hmac)),
-        Some(other) => Err(format!("auth_type {other} is not null, api_key or hmac")),
+        Some(other) => Err(format!("auth_type {other} is not null, api_key or hmac").into()),
     }
 }
 

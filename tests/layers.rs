@@ -187,6 +187,62 @@ fn no_import_cycle_between_modules() {
     }
 }
 
+/// Whether `line` names a `Result<_, String>`.
+fn string_errors(line: &str) -> bool {
+    let compact: String = line.split_whitespace().collect();
+    compact.match_indices("Result<").any(|(at, open)| {
+        let (mut depth, mut last) = (0, String::new());
+        for c in compact[at + open.len()..].chars() {
+            match c {
+                '<' | '(' => depth += 1,
+                '>' | ')' if depth == 0 => return last == "String",
+                '>' | ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    last.clear();
+                    continue;
+                }
+                _ => {}
+            }
+            last.push(c);
+        }
+        false
+    })
+}
+
+#[test]
+fn no_library_code_returns_a_bare_string_as_its_error() {
+    // error.rs: module errors are types; a message travels inside one.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).expect("under src/");
+        let name = file.file_name().expect("a file").to_string_lossy();
+        if rel.starts_with("commands") || name.ends_with("tests.rs") || name == "main.rs" {
+            continue;
+        }
+        for (n, line) in code(&file).lines().enumerate() {
+            if string_errors(line) {
+                found.push(format!("{}:{}", rel.display(), n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "Result<_, String> in {found:?}");
+}
+
+#[test]
+fn the_string_error_check_reads_the_result_type_only() {
+    assert!(string_errors("fn f() -> Result<Vec<u8>, String> {"));
+    assert!(string_errors(
+        "type R = io::Result<(u8, u8)>; fn g() -> Result<(), String>"
+    ));
+    assert!(!string_errors(
+        "fn f(m: &HashMap<String, String>) -> Result<u8, Error> {"
+    ));
+    assert!(!string_errors("fn f() -> Result<String, Invalid> {"));
+}
+
 #[test]
 fn the_checker_sees_grouped_and_nested_imports() {
     let names = imported("use crate::{core::x, state::{a, b}};\nlet y = crate::metrics::f();");

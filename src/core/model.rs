@@ -21,6 +21,31 @@ pub use super::ids::{valid_id, ClientId, InvalidId, KeyId, RouteId};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Method(Arc<str>);
 
+/// A value the policy refuses, and why: the message names the value's
+/// problem (never a secret), for the caller to place (a file line, a row,
+/// a flag).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Invalid {
+        Invalid(message)
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(invalid: Invalid) -> String {
+        invalid.0
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Invalid {
+        Invalid(message.to_owned())
+    }
+}
+
 impl Method {
     pub const MAX_LEN: usize = 32;
 
@@ -158,7 +183,7 @@ impl MethodRule {
     /// A method's list as the file, the database and the CLI write it:
     /// `["public"]` alone, or credential types, each once, optionally with
     /// `provider_token` beside at least one of them.
-    pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<MethodRule, String> {
+    pub fn parse<S: AsRef<str>>(list: &[S]) -> Result<MethodRule, Invalid> {
         let names: Vec<&str> = list.iter().map(AsRef::as_ref).collect();
         if names.is_empty() {
             return Err("an empty list accepts nothing; leave the method out instead".into());
@@ -172,7 +197,7 @@ impl MethodRule {
         let mut set = CredentialSet::EMPTY;
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {
-                return Err(format!("`{}` is listed twice", name.escape_debug()));
+                return Err(format!("`{}` is listed twice", name.escape_debug()).into());
             }
             set = match (*name, CredentialType::parse(name)) {
                 (_, Some(t)) => set.with(t),
@@ -181,7 +206,7 @@ impl MethodRule {
                     return Err(format!(
                         "unknown credential type `{}` (expected public, api_key, basic, hmac or provider_token)",
                         name.escape_debug()
-                    ))
+                    ).into())
                 }
             };
         }
@@ -631,7 +656,7 @@ mod tests {
             (&["jwt"][..], "unknown credential type `jwt`"),
         ] {
             let e = MethodRule::parse(list).unwrap_err();
-            assert!(e.contains(says), "{list:?}: {e}");
+            assert!(e.0.contains(says), "{list:?}: {e}");
         }
     }
 

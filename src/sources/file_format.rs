@@ -27,8 +27,8 @@ use time::OffsetDateTime;
 use crate::core::glob::Glob;
 use crate::core::model::{
     valid_id, without_line_end, Client, ClientId, ClientStatus, Digest, Document, DomainPattern,
-    Grant, GrantMethods, InvalidId, KeyId, KeyRecord, KeyStatus, Limit, Method, MethodRule,
-    PathPattern, Route, RouteId, Secret,
+    Grant, GrantMethods, Invalid, InvalidId, KeyId, KeyRecord, KeyStatus, Limit, Method,
+    MethodRule, PathPattern, Route, RouteId, Secret,
 };
 
 /// One problem, naming its place, e.g. `route "ollama-api" (route #2)` and
@@ -253,9 +253,9 @@ impl<K: Hash + Eq> Seen<K> {
         Seen(HashMap::new())
     }
 
-    fn first(&mut self, key: K, place: &str) -> Result<(), String> {
+    fn first(&mut self, key: K, place: &str) -> Result<(), Invalid> {
         match self.0.get(&key) {
-            Some(first) => Err(format!("already used by {first}")),
+            Some(first) => Err(format!("already used by {first}").into()),
             None => {
                 self.0.insert(key, place.to_owned());
                 Ok(())
@@ -321,7 +321,7 @@ fn method_rules(raw: &BTreeMap<String, Vec<String>>, c: &mut Checker) -> Option<
 }
 
 /// `None` for `"*"`, every method not listed.
-fn method_key(name: &str) -> Result<Option<Method>, String> {
+fn method_key(name: &str) -> Result<Option<Method>, Invalid> {
     match name {
         "*" => Ok(None),
         _ => parse_method(name).map(Some),
@@ -459,14 +459,14 @@ fn grant(raw: &RawGrant, known: &Known, c: &mut Checker) -> Option<Grant> {
 
 /// The id of a client or route the file defines; `None`, without an
 /// error, when that id is invalid: its own entry reports it.
-fn known_id<T: FromStr>(ids: &HashSet<&str>, id: &str, what: &str) -> Result<Option<T>, String> {
+fn known_id<T: FromStr>(ids: &HashSet<&str>, id: &str, what: &str) -> Result<Option<T>, Invalid> {
     match ids.contains(id) {
         true => Ok(id.parse().ok()),
-        false => Err(format!("no {what} has the id {id:?}")),
+        false => Err(format!("no {what} has the id {id:?}").into()),
     }
 }
 
-fn parse_grant_methods(list: &[String]) -> Result<GrantMethods, String> {
+fn parse_grant_methods(list: &[String]) -> Result<GrantMethods, Invalid> {
     match list {
         [] => Err("list at least one method, or `*`".into()),
         [star] if star == "*" => Ok(GrantMethods::Any),
@@ -476,7 +476,7 @@ fn parse_grant_methods(list: &[String]) -> Result<GrantMethods, String> {
             for name in list {
                 let m = parse_method(name)?;
                 if methods.contains(&m) {
-                    return Err(format!("`{m}` is listed twice"));
+                    return Err(format!("`{m}` is listed twice").into());
                 }
                 methods.push(m);
             }
@@ -485,12 +485,13 @@ fn parse_grant_methods(list: &[String]) -> Result<GrantMethods, String> {
     }
 }
 
-fn parse_models(list: Option<&[String]>) -> Result<Option<Vec<Glob>>, String> {
+fn parse_models(list: Option<&[String]>) -> Result<Option<Vec<Glob>>, Invalid> {
     let Some(list) = list else { return Ok(None) };
     if list.is_empty() {
         return Err("an empty list allows no model; leave `models` out to allow any".into());
     }
-    let glob = |m: &String| Glob::parse(m).map_err(|e| format!("`{}`: {e}", m.escape_debug()));
+    let glob =
+        |m: &String| Glob::parse(m).map_err(|e| Invalid(format!("`{}`: {e}", m.escape_debug())));
     list.iter().map(glob).collect::<Result<_, _>>().map(Some)
 }
 
@@ -511,29 +512,33 @@ fn parse_name(s: &str) -> Result<Arc<str>, &'static str> {
     }
 }
 
-fn parse_method(s: &str) -> Result<Method, String> {
+fn parse_method(s: &str) -> Result<Method, Invalid> {
     Method::parse(s).ok_or_else(|| {
-        format!(
+        Invalid(format!(
             "`{}` is not a method (methods are upper-case, e.g. GET)",
             s.escape_debug()
-        )
+        ))
     })
 }
 
-fn parse_client_status(s: Option<&str>) -> Result<ClientStatus, String> {
+fn parse_client_status(s: Option<&str>) -> Result<ClientStatus, Invalid> {
     let s = s.unwrap_or("active");
     ClientStatus::parse(s).ok_or_else(|| {
-        format!(
+        Invalid(format!(
             "`{}` is not one of active, suspended, revoked",
             s.escape_debug()
-        )
+        ))
     })
 }
 
-fn parse_key_status(s: Option<&str>) -> Result<KeyStatus, String> {
+fn parse_key_status(s: Option<&str>) -> Result<KeyStatus, Invalid> {
     let s = s.unwrap_or("active");
-    KeyStatus::parse(s)
-        .ok_or_else(|| format!("`{}` is not one of active, revoked", s.escape_debug()))
+    KeyStatus::parse(s).ok_or_else(|| {
+        Invalid(format!(
+            "`{}` is not one of active, revoked",
+            s.escape_debug()
+        ))
+    })
 }
 
 fn parse_digest(s: &str) -> Result<Digest, &'static str> {
@@ -557,12 +562,12 @@ fn check_limit(c: &mut Checker, limit: Option<&str>, burst: Option<i64>) -> Opti
         .map(Some)
 }
 
-fn parse_limit(s: &str) -> Result<Limit, String> {
+fn parse_limit(s: &str) -> Result<Limit, Invalid> {
     Limit::parse(s).ok_or_else(|| {
-        format!(
+        Invalid(format!(
             "`{}` is not N/window (e.g. 600/1m; windows in s, m, h or d)",
             s.escape_debug()
-        )
+        ))
     })
 }
 
@@ -584,7 +589,7 @@ fn parse_bcrypt(s: &str) -> Result<Arc<str>, &'static str> {
 }
 
 /// An RFC 3339 string, or a TOML date-time with an offset, as Unix seconds.
-fn parse_expiry(v: &toml::Value) -> Result<i64, String> {
+fn parse_expiry(v: &toml::Value) -> Result<i64, Invalid> {
     let text = match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Datetime(d) if d.date.is_some() && d.time.is_some() && d.offset.is_some() => {
@@ -599,10 +604,10 @@ fn parse_expiry(v: &toml::Value) -> Result<i64, String> {
     OffsetDateTime::parse(&text, &Rfc3339)
         .map(OffsetDateTime::unix_timestamp)
         .map_err(|_| {
-            format!(
+            Invalid(format!(
                 "`{}` is not an RFC 3339 date-time, e.g. 2027-01-01T00:00:00Z",
                 text.escape_debug()
-            )
+            ))
         })
 }
 
@@ -611,13 +616,14 @@ fn parse_expiry(v: &toml::Value) -> Result<i64, String> {
 const SECRET_SOURCE: &str =
     "must be { env = \"NAME\" } or { file = \"path\" }; inline secrets are not accepted";
 
-fn read_secret(v: &toml::Value, sources: &Sources) -> Result<Secret, String> {
+fn read_secret(v: &toml::Value, sources: &Sources) -> Result<Secret, Invalid> {
     let table = v.as_table().ok_or(SECRET_SOURCE)?;
     if let Some(k) = table.keys().find(|k| !matches!(k.as_str(), "env" | "file")) {
         return Err(format!(
             "unknown field `{}`, expected `env` or `file`",
             k.escape_debug()
-        ));
+        )
+        .into());
     }
     match (table.get("env"), table.get("file")) {
         (Some(toml::Value::String(name)), None) => secret_from_env(name, sources.env),
@@ -626,14 +632,15 @@ fn read_secret(v: &toml::Value, sources: &Sources) -> Result<Secret, String> {
     }
 }
 
-fn secret_from_env(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, String> {
+fn secret_from_env(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Secret, Invalid> {
     let value = (!name.is_empty()).then(|| env(name)).flatten();
     match value.filter(|v| !v.is_empty()) {
         Some(v) => Ok(Secret::new(v.into_bytes())),
         None => Err(format!(
             "environment variable `{}` is not set or is empty",
             name.escape_debug()
-        )),
+        )
+        .into()),
     }
 }
 
@@ -643,7 +650,7 @@ fn secret_from_env(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<S
 /// `apply` and reloads).
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
-fn secret_from_file(path: &Path) -> Result<Secret, String> {
+fn secret_from_file(path: &Path) -> Result<Secret, Invalid> {
     use std::io::Read as _;
     let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
     let mut bytes = Vec::new();
@@ -654,10 +661,11 @@ fn secret_from_file(path: &Path) -> Result<Secret, String> {
         return Err(format!(
             "{} is larger than {MAX_SECRET_FILE} bytes: not a secret",
             path.display()
-        ));
+        )
+        .into());
     }
     match without_line_end(&bytes) {
-        [] => Err(format!("{} is empty", path.display())),
+        [] => Err(format!("{} is empty", path.display()).into()),
         secret => Ok(Secret::new(secret.to_vec())),
     }
 }

@@ -10,7 +10,7 @@ use super::{
     grant_id, id_column, limit_columns, limit_from_columns, limit_text, StoreError, Subject,
 };
 use crate::core::glob::Glob;
-use crate::core::model::{Grant, GrantMethods, Limit, Method};
+use crate::core::model::{Grant, GrantMethods, Invalid, Limit, Method};
 
 /// A grant as `grant list --json` prints it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -264,7 +264,7 @@ pub(super) fn grant_limit(row: &Row) -> Result<Option<(i32, i32, i32)>, StoreErr
 }
 
 /// `["*"]`, or methods; one listed twice counts once.
-fn parse_methods(list: &[String]) -> Result<GrantMethods, String> {
+fn parse_methods(list: &[String]) -> Result<GrantMethods, Invalid> {
     if let [star] = list {
         if star == "*" {
             return Ok(GrantMethods::Any);
@@ -284,12 +284,13 @@ fn parse_methods(list: &[String]) -> Result<GrantMethods, String> {
     }
 }
 
-fn parse_models(list: &[String]) -> Result<Vec<Glob>, String> {
+fn parse_models(list: &[String]) -> Result<Vec<Glob>, Invalid> {
     if list.is_empty() {
         return Err("an empty model list allows no model".into());
     }
-    let glob =
-        |m: &String| Glob::parse(m).map_err(|e| format!("model `{}`: {e}", m.escape_debug()));
+    let glob = |m: &String| {
+        Glob::parse(m).map_err(|e| Invalid(format!("model `{}`: {e}", m.escape_debug())))
+    };
     list.iter().map(glob).collect()
 }
 
@@ -319,7 +320,7 @@ mod tests {
         assert_eq!(parse_models(&strings(&["llama3*"])).unwrap().len(), 1);
         assert!(parse_models(&[]).is_err());
         let err = parse_models(&strings(&["bad model"])).unwrap_err();
-        assert!(err.contains("bad model"), "{err}");
+        assert!(err.0.contains("bad model"), "{err}");
     }
 
     #[test]

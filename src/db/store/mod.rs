@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use crate::core::model::{InvalidId, Limit};
+use crate::core::model::{Invalid, InvalidId, Limit};
 use crate::core::seal::SealError;
 
 pub use api_keys::{
@@ -281,21 +281,21 @@ fn grant_id(client: &str, route: &str) -> String {
 }
 
 /// A limit as the three `gk_limits` columns.
-fn limit_columns(limit: &Limit) -> Result<(i32, i32, i32), String> {
+fn limit_columns(limit: &Limit) -> Result<(i32, i32, i32), Invalid> {
     let window = limit.window;
     let whole = window.subsec_nanos() == 0 && (1..=366 * 86_400).contains(&window.as_secs());
     let count = i32::try_from(limit.count).ok().filter(|n| *n > 0);
     let burst = i32::try_from(limit.burst).ok().filter(|n| *n > 0);
     match (count, whole, burst) {
         (Some(count), true, Some(burst)) => Ok((count, window.as_secs() as i32, burst)),
-        (None, _, _) => Err(format!("a limit's count is 1 to {}", i32::MAX)),
+        (None, _, _) => Err(format!("a limit's count is 1 to {}", i32::MAX).into()),
         (_, false, _) => Err("a limit's window is whole seconds, 1 second to 366 days".into()),
-        (_, _, None) => Err(format!("a limit's burst is 1 to {}", i32::MAX)),
+        (_, _, None) => Err(format!("a limit's burst is 1 to {}", i32::MAX).into()),
     }
 }
 
 /// The three `gk_limits` columns as a limit.
-fn limit_from_columns(count: i32, window_secs: i32, burst: i32) -> Result<Limit, String> {
+fn limit_from_columns(count: i32, window_secs: i32, burst: i32) -> Result<Limit, Invalid> {
     let positive = |n: i32, what: &str| {
         u32::try_from(n)
             .ok()
@@ -341,8 +341,8 @@ mod tests {
             window: Duration::from_millis(1500),
             ..base
         };
-        assert!(limit_columns(&huge).unwrap_err().contains("count"));
-        assert!(limit_columns(&fractional).unwrap_err().contains("window"));
+        assert!(limit_columns(&huge).unwrap_err().0.contains("count"));
+        assert!(limit_columns(&fractional).unwrap_err().0.contains("window"));
         assert!(limit_from_columns(0, 60, 1).is_err());
         assert!(limit_from_columns(1, -1, 1).is_err());
     }
