@@ -7,7 +7,7 @@
 #     bash scripts/bench.sh --quick            2 rounds × 2 s (smoke run)
 #     bash scripts/bench.sh --rounds N --duration S --only gk,null --perf
 #     bash scripts/bench.sh --only gk-pg --perf gk-pg   (profile that variant)
-#     bash scripts/bench.sh --only null,gk-pg --baseline OLD_BINARY
+#     bash scripts/bench.sh --only null,gk,gk-pg --baseline OLD_BINARY
 #                                  (A/B of two builds in the same rounds)
 #
 # Variants (wrk → nginx → /_authz → ..., nginx → mock backend = nginx itself):
@@ -20,11 +20,12 @@
 #     direct-10    wrk → gatekeeper /authz, no nginx, 10 routes (the gk process)
 #     direct-100k  the same with 100,000 routes (bench/policy.toml + 99,990)
 # `--only` takes a comma-separated list of these (`direct` = both direct ones).
-# `--baseline BIN` adds gk-pg-base: gk-pg run by another gatekeeper binary
-# (an older build) on the same database, its Redis keys under their own
-# prefix, measured in the same interleaved rounds; the report adds the ratio
-# gk-pg / gk-pg-base. The machine's drift cancels out of that ratio, so this
-# is how a change is judged.
+# `--baseline BIN` adds gk-base and gk-pg-base: gk (DB-less) and gk-pg run by
+# another gatekeeper binary (an older build) — gk-pg-base on the same
+# database, its Redis keys under their own prefix — measured in the same
+# interleaved rounds; the report adds the ratios gk / gk-base and
+# gk-pg / gk-pg-base (each only when both sides are selected). The machine's
+# drift cancels out of those ratios, so this is how a change is judged.
 #
 # Phases: `load` (BENCH_CONNECTIONS wrk connections, default 32: what the
 # box can do) and `c1` (one connection: the latency of one request without
@@ -50,7 +51,7 @@ DURATION=10
 WARMUP=3
 ONLY=limit,null,gk,gk-pg,direct
 PERF=                 # the variant profiled after the rounds (gk or gk-pg), if any
-BASELINE=             # --baseline: another gatekeeper binary, run as gk-pg-base
+BASELINE=             # --baseline: another gatekeeper binary, run as gk-base and gk-pg-base
 CONNS=${BENCH_CONNECTIONS:-32}
 CPUS_WRK=${BENCH_CPUS_WRK-1}
 CPUS_SERVERS=${BENCH_CPUS_SERVERS-0}
@@ -62,11 +63,11 @@ EXTRA_ROUTES=99990          # direct-100k: bench/policy.toml's 10 + these
 
 # Ports (loopback): front nginx per variant, its mock backend, the null
 # responder, and gatekeeper's /authz and admin listeners.
-declare -A FRONT_PORT=([limit]=19081 [null]=19082 [gk]=19083 [gk-pg]=19084 [gk-pg-base]=19085)
-declare -A BACKEND_PORT=([limit]=19181 [null]=19182 [gk]=19183 [gk-pg]=19184 [gk-pg-base]=19185)
+declare -A FRONT_PORT=([limit]=19081 [null]=19082 [gk]=19083 [gk-pg]=19084 [gk-pg-base]=19085 [gk-base]=19086)
+declare -A BACKEND_PORT=([limit]=19181 [null]=19182 [gk]=19183 [gk-pg]=19184 [gk-pg-base]=19185 [gk-base]=19186)
 NULL_PORT=19090
-declare -A GK_PORT=([gk]=19843 [gk-pg]=19853 [gk-100k]=19863 [gk-pg-base]=19873)
-declare -A GK_ADMIN=([gk]=19844 [gk-pg]=19854 [gk-100k]=19864 [gk-pg-base]=19874)
+declare -A GK_PORT=([gk]=19843 [gk-pg]=19853 [gk-100k]=19863 [gk-pg-base]=19873 [gk-base]=19883)
+declare -A GK_ADMIN=([gk]=19844 [gk-pg]=19854 [gk-100k]=19864 [gk-pg-base]=19874 [gk-base]=19884)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -95,9 +96,14 @@ done
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || die "--baseline: $BASELINE is not an executable"
     BASELINE=$(realpath "$BASELINE")
-    ONLY=$ONLY,gk-pg-base
+    for want in ${ONLY//,/ }; do
+        case $want in
+            gk) ONLY=$ONLY,gk-base ;;
+            gk-pg) ONLY=$ONLY,gk-pg-base ;;
+        esac
+    done
 fi
-ALL_VARIANTS=(limit null gk gk-pg gk-pg-base direct-10 direct-100k)
+ALL_VARIANTS=(limit null gk gk-base gk-pg gk-pg-base direct-10 direct-100k)
 VARIANTS=()
 for v in "${ALL_VARIANTS[@]}"; do
     for want in ${ONLY//,/ }; do
@@ -111,7 +117,9 @@ for want in ${ONLY//,/ }; do
 done
 [ ${#VARIANTS[@]} -gt 0 ] || die "--only: no variant"
 selected() { [[ " ${VARIANTS[*]} " == *" $1 "* ]]; }
-if selected gk-pg-base && ! selected gk-pg; then die "--baseline: compares with gk-pg, which --only leaves out"; fi
+if [ -n "$BASELINE" ] && ! selected gk-base && ! selected gk-pg-base; then
+    die "--baseline: compares with gk or gk-pg, which --only leaves out"
+fi
 
 # ── CPU placement ───────────────────────────────────────────────────────────
 
@@ -192,7 +200,7 @@ cleanup() {
 # start_gatekeeper NAME [VAR=value ...]: gatekeeper with a clean environment.
 start_gatekeeper() {
     local name=$1 bin=$GK_BIN; shift
-    [ "$name" = gk-pg-base ] && bin=$RUN_DIR/gatekeeper-base
+    case $name in gk-base|gk-pg-base) bin=$RUN_DIR/gatekeeper-base ;; esac
     env -i PATH="$PATH" HOME="$HOME" \
         GATEKEEPER_LISTEN="127.0.0.1:${GK_PORT[$name]}" \
         GATEKEEPER_ADMIN_LISTEN="127.0.0.1:${GK_ADMIN[$name]}" \
@@ -349,7 +357,7 @@ sanity_checks() {
         case $v in
             limit|null)
                 expect "$v allows" 200 "$(front_get "$v" /v1/r0/models "$KEY0" | status_of)" ;;
-            gk|gk-pg|gk-pg-base)
+            gk|gk-base|gk-pg|gk-pg-base)
                 h=$(front_get "$v" /v1/r3/models "$KEY0")
                 expect "$v allows key 0" 200 "$(status_of <<<"$h")"
                 grep -qi '^x-bench-client: bench-c0' <<<"$h" || die "$v: no identity from gatekeeper"
@@ -418,7 +426,7 @@ groups_of() {
     case $v in
         limit) front=${NGINX_PID[limit]} ;;
         null) front=${NGINX_PID[null]}; up=${NGINX_PID[null-responder]} ;;
-        gk|gk-pg|gk-pg-base) front=${NGINX_PID[$v]}; up=${GK_PID[$v]} ;;
+        gk|gk-base|gk-pg|gk-pg-base) front=${NGINX_PID[$v]}; up=${GK_PID[$v]} ;;
         direct-10) up=${GK_PID[gk]} ;;
         direct-100k) up=${GK_PID[gk-100k]} ;;
     esac
@@ -531,7 +539,7 @@ report() {
     echo "Ratios (medians of req/s under load; added latency = difference of c1 p99):"
     echo
     local a b
-    for a in gk gk-pg gk-pg-base; do
+    for a in gk gk-base gk-pg gk-pg-base; do
         selected "$a" || continue
         for b in null limit; do
             selected "$b" || continue
@@ -539,6 +547,9 @@ report() {
                 "p99 added (c1): $(minus_ms "$(med "$a" c1 6)" "$(med "$b" c1 6)")"
         done
     done
+    if selected gk-base; then
+        echo "- gk / gk-base: $(ratio "$(med gk load 4)" "$(med gk-base load 4)") req/s (this build against the baseline)"
+    fi
     if selected gk-pg-base; then
         echo "- gk-pg / gk-pg-base: $(ratio "$(med gk-pg load 4)" "$(med gk-pg-base load 4)") req/s (this build against the baseline)"
     fi
@@ -571,12 +582,13 @@ log "CPUs: $(nproc); wrk on '${CPUS_WRK:-any}' ($WRK_THREADS threads), servers o
 
 selected null && start_null_responder
 if selected gk || selected direct-10; then start_gatekeeper gk GATEKEEPER_CONFIG="$REPO/bench/policy.toml"; fi
+selected gk-base && start_gatekeeper gk-base GATEKEEPER_CONFIG="$REPO/bench/policy.toml"
 selected gk-pg && start_gk_pg
 if selected direct-100k; then
     big=$(write_big_policy)
     start_gatekeeper gk-100k GATEKEEPER_CONFIG="$big"
 fi
-for v in limit null gk gk-pg gk-pg-base; do
+for v in limit null gk gk-base gk-pg gk-pg-base; do
     selected "$v" || continue
     prepare_front "$v"
     wait_for "nginx ($v)" "${NGINX_PID[$v]}" "http://127.0.0.1:${FRONT_PORT[$v]}/" any
@@ -644,7 +656,7 @@ fi
     echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), load average $LOAD_START at the start, $LOAD_END at the end"
     echo "placement: wrk on CPU ${CPUS_WRK:-any} ($WRK_THREADS threads); nginx, null responder, gatekeeper on CPU ${CPUS_SERVERS:-any} ($SERVER_WORKERS workers each); Redis, PostgreSQL unpinned"
     echo "gatekeeper $("$GK_BIN" --version 2>/dev/null | awk '{print $2}'), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk --version 2>&1 | head -n1 | cut -d' ' -f2)"
-    if [ -n "$BASELINE" ]; then echo "gk-pg-base runs $BASELINE (--baseline); every other gatekeeper variant this build"; fi
+    if [ -n "$BASELINE" ]; then echo "gk-base and gk-pg-base run $BASELINE (--baseline); every other gatekeeper variant this build"; fi
     echo "gatekeeper RSS: start $RSS_START; end $RSS_END"
     for name in "${!GK_PID[@]}"; do
         echo "gatekeeper $name: allow decisions $(decisions "$name" allow), deny decisions during the run $(( $(decisions "$name" deny) - ${DENY_START[$name]} ))"
