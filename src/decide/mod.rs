@@ -74,7 +74,7 @@ impl Authorizer {
             None => (None, None),
         };
         Authorizer {
-            snapshot: Snapshot::new(policy, max_staleness, clock.mono_nanos()),
+            snapshot: Snapshot::new(policy, max_staleness, clock.clone()),
             verifiers: Verifiers::new(
                 keys,
                 state.bcrypt,
@@ -82,7 +82,7 @@ impl Authorizer {
                 settings.hmac_window_secs,
                 clock.clone(),
             ),
-            throttle: Throttle::new(state.failures, settings.failed_auth_limit),
+            throttle: Throttle::new(state.failures, settings.failed_auth_limit, clock.clone()),
             limits: state.limits,
             clock,
             allow_query_key: settings.allow_query_key,
@@ -103,15 +103,10 @@ impl Authorizer {
         let at = Deny::new(Reason::StoreUnavailable)
             .on_route(&route.id)
             .accepting(accepts);
-        let fresh = self.snapshot.fresh(self.clock.mono_nanos());
-        fresh.map_err(|outage| outage.during(at.clone()))?;
+        self.snapshot.fresh().map_err(|o| o.during(at.clone()))?;
         // 2. The source address's failed credentials.
         let source = req.source.map(throttle::bucket);
-        let admitted = self
-            .throttle
-            .admit(source.as_ref(), self.clock.mono_nanos())
-            .await;
-        if let Err(retry_after) = admitted {
+        if let Err(retry_after) = self.throttle.admit(source.as_ref()).await {
             return Ok(Decision::Deny(throttled(at, retry_after)));
         }
         // 3. The credential, of an accepted type, verified.
@@ -126,13 +121,11 @@ impl Authorizer {
         };
         // 4. Key and client status, the grant, its methods and models.
         let identity = identity_of(&who);
+        let at = identified(at, &identity);
         let now = self.clock.unix_secs();
         let charges = match permit(who, route, req, now) {
             Ok(charges) => charges,
-            Err(reason) => {
-                let at = identified(at, &identity);
-                return self.refuse(reason.into(), source.as_ref(), at).await;
-            }
+            Err(reason) => return self.refuse(reason.into(), source.as_ref(), at).await,
         };
         // 5. The limits, all charged or none.
         let asked = self.limits.ask(
@@ -143,17 +136,16 @@ impl Authorizer {
         );
         let rate = match asked.await {
             Ok(Ok(rate)) => rate,
-            Ok(Err(denied)) => {
-                return Ok(Decision::Deny(limited(identified(at, &identity), denied)))
-            }
-            Err(outage) => return Err(outage.during(identified(at, &identity))),
+            Ok(Err(denied)) => return Ok(Decision::Deny(limited(at, denied))),
+            Err(outage) => return Err(outage.during(at)),
         };
         self.snapshot.used(identity.key_id.as_ref(), now);
+        let forward = accepts.forwards_provider_token() && req.has_provider_token;
         Ok(Decision::Allow(Allow {
             route_id: route.id.clone(),
             identity: Some(identity),
             rate,
-            forward_provider_token: accepts.forwards_provider_token() && req.has_provider_token,
+            forward_provider_token: forward,
         }))
     }
 
@@ -167,8 +159,7 @@ impl Authorizer {
     ) -> Result<Decision, Outage> {
         match stop {
             Stop::Refused(reason) => {
-                let now = self.clock.mono_nanos();
-                self.throttle.count(source, reason, now).await;
+                self.throttle.count(source, reason).await;
                 Ok(Decision::Deny(Deny { reason, ..at }))
             }
             Stop::Outage(outage) => Err(outage.during(at)),
@@ -193,7 +184,7 @@ impl Authorizer {
 
     /// The source reached its store and the snapshot is current.
     pub fn confirm_fresh(&self) {
-        self.snapshot.confirm(self.clock.mono_nanos());
+        self.snapshot.confirm();
     }
 
     /// Key uses since the last call (PostgreSQL mode; empty otherwise).

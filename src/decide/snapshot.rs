@@ -9,12 +9,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::clock::Clock;
 use crate::core::model::KeyId;
 use crate::core::policy::Policy;
 use crate::error::{Dependency, Outage};
 
 pub struct Snapshot {
     policy: ArcSwap<Policy>,
+    clock: Arc<dyn Clock>,
     /// PostgreSQL mode only.
     freshness: Option<Freshness>,
     usage: Option<KeyUsage>,
@@ -39,9 +41,11 @@ const KEY_USAGE_CAPACITY: usize = 100_000;
 
 impl Snapshot {
     /// `max_staleness` (PostgreSQL mode) also turns on key-usage records.
-    pub fn new(policy: Policy, max_staleness: Option<Duration>, now_nanos: u64) -> Snapshot {
+    pub fn new(policy: Policy, max_staleness: Option<Duration>, clock: Arc<dyn Clock>) -> Snapshot {
+        let now_nanos = clock.mono_nanos();
         Snapshot {
             policy: ArcSwap::from_pointee(policy),
+            clock,
             freshness: max_staleness.map(|max_staleness| Freshness {
                 max_staleness,
                 confirmed_at_nanos: AtomicU64::new(now_nanos),
@@ -60,18 +64,22 @@ impl Snapshot {
     }
 
     /// The source reached its store and the snapshot is current.
-    pub fn confirm(&self, now_nanos: u64) {
+    pub fn confirm(&self) {
         if let Some(f) = &self.freshness {
-            f.confirmed_at_nanos.store(now_nanos, Ordering::Relaxed);
+            f.confirmed_at_nanos
+                .store(self.clock.mono_nanos(), Ordering::Relaxed);
         }
     }
 
     /// An outage once the snapshot has gone `max_staleness` unconfirmed.
-    pub fn fresh(&self, now_nanos: u64) -> Result<(), Outage> {
+    pub fn fresh(&self) -> Result<(), Outage> {
         let Some(f) = &self.freshness else {
             return Ok(());
         };
-        let age = now_nanos.saturating_sub(f.confirmed_at_nanos.load(Ordering::Relaxed));
+        let age = self
+            .clock
+            .mono_nanos()
+            .saturating_sub(f.confirmed_at_nanos.load(Ordering::Relaxed));
         match Duration::from_nanos(age) > f.max_staleness {
             true => Err(Outage::of(Dependency::PolicySnapshot)),
             false => Ok(()),

@@ -527,3 +527,73 @@ fn a_redis_nonce_outlives_the_last_second_its_timestamp_is_accepted() {
         }
     }
 }
+
+/// A request for `/v1/chat` with `bearer`, as `decide` answers it (an
+/// outage stays an `Err`).
+async fn raw_decide(a: &Authorizer, bearer: &str) -> Result<Decision, Outage> {
+    let raw = RawRequest {
+        method: Some(b"POST"),
+        uri: Some(b"/v1/chat"),
+        authorization: Some(bearer.as_bytes()),
+        content_length: Some(b"36"),
+        body_marker: Some(b"present"),
+        body: Some(BODY),
+        ..RawRequest::default()
+    };
+    a.decide(&AuthRequest::parse(&raw).unwrap()).await
+}
+
+#[tokio::test]
+async fn a_store_outage_is_an_outage_naming_postgres_with_the_route_it_happened_on() {
+    let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
+    let (store, a) = with_store(clock);
+    store.down.store(true, Ordering::SeqCst);
+    let outage = raw_decide(&a, &format!("Bearer {NEW_KEY}"))
+        .await
+        .unwrap_err();
+    assert_eq!(outage.dependency, Dependency::Postgres);
+    let deny = outage.refusal();
+    assert_eq!(deny.reason, Reason::StoreUnavailable);
+    assert_eq!(deny.route_id.as_deref(), Some("chat"));
+}
+
+#[tokio::test]
+async fn a_stale_snapshot_is_an_outage_naming_the_policy_snapshot() {
+    let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
+    let (_, a) = with_store(clock.clone());
+    clock.0.store(NOW + 3601, Ordering::SeqCst);
+    let outage = raw_decide(&a, &format!("Bearer {KEY}")).await.unwrap_err();
+    assert_eq!(outage.dependency, Dependency::PolicySnapshot);
+}
+
+#[tokio::test]
+async fn a_key_whose_client_is_newer_than_the_snapshot_is_a_retry_not_an_outage() {
+    let clock = Arc::new(FixedClock(AtomicI64::new(NOW)));
+    let store = Arc::new(FakeStore {
+        key: KeyRecord {
+            id: "k9".parse().unwrap(),
+            client_id: "c-created-since".parse().unwrap(),
+            digest: Digest::of(NEW_KEY.as_bytes()),
+            status: crate::core::model::KeyStatus::Active,
+            expires_at: None,
+        },
+        down: false.into(),
+    });
+    let a = authorizer_with(clock, "2/1m", Some(store));
+    let bearer = format!("Bearer {NEW_KEY}");
+    let decision = raw_decide(&a, &bearer)
+        .await
+        .expect("a decision, not an outage");
+    match decision {
+        Decision::Deny(deny) => {
+            assert_eq!(deny.reason, Reason::StoreUnavailable);
+            assert_eq!(deny.retry_after, Some(1), "the client is asked to retry");
+        }
+        other => panic!("expected a deny, got {other:?}"),
+    }
+    // Not a wrong credential: it never counts against the address.
+    for _ in 0..5 {
+        let d = from(&a, "10.0.0.9", &bearer).await;
+        assert_eq!(d.reason(), Reason::StoreUnavailable);
+    }
+}

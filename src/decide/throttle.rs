@@ -5,8 +5,10 @@
 //! failure mode.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::core::decision::Reason;
 use crate::core::limiter::{Charge, LimitKey, Mode};
 use crate::core::model::Limit;
@@ -15,6 +17,7 @@ use crate::state::{Limits, FAILURES_CAPACITY};
 
 pub struct Throttle {
     limit: Limit,
+    clock: Arc<dyn Clock>,
     failures: Box<dyn Limits>,
     /// Addresses the store just said may still fail, so the next request
     /// from them skips the round trip for `CLEAN_FOR`. Any failure this
@@ -29,19 +32,21 @@ pub struct Throttle {
 const CLEAN_FOR: Duration = Duration::from_secs(1);
 
 impl Throttle {
-    pub fn new(failures: Box<dyn Limits>, limit: Limit) -> Throttle {
+    pub fn new(failures: Box<dyn Limits>, limit: Limit, clock: Arc<dyn Clock>) -> Throttle {
         Throttle {
             limit,
+            clock,
             failures,
             clean: TtlCache::new(CLEAN_FOR, FAILURES_CAPACITY),
         }
     }
 
     /// `Err(retry_after)` when `source` has failed too often.
-    pub async fn admit(&self, source: Option<&LimitKey>, now_nanos: u64) -> Result<(), u64> {
+    pub async fn admit(&self, source: Option<&LimitKey>) -> Result<(), u64> {
         let Some(source) = source else {
             return Ok(());
         };
+        let now_nanos = self.clock.mono_nanos();
         if self.clean.get(source, now_nanos).is_some() {
             return Ok(());
         }
@@ -68,7 +73,7 @@ impl Throttle {
     /// Counts `reason` against `source` when it is a wrong credential: one
     /// that was presented and is wrong (not a missing one, not one of
     /// another type).
-    pub async fn count(&self, source: Option<&LimitKey>, reason: Reason, now_nanos: u64) {
+    pub async fn count(&self, source: Option<&LimitKey>, reason: Reason) {
         let wrong = matches!(
             reason,
             Reason::InvalidCredentials | Reason::KeyRevoked | Reason::KeyExpired
@@ -77,6 +82,7 @@ impl Throttle {
             return;
         };
         self.clean.remove(source);
+        let now_nanos = self.clock.mono_nanos();
         let charge = [Charge {
             key: source,
             limit: self.limit,
