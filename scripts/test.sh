@@ -79,6 +79,9 @@ cargo deny check licenses bans sources
 log "dependencies: RustSec advisories (offline, against ../shared/advisory-db)"
 bash scripts/advisories.sh
 
+log "layers: every import points down, no module cycle, no Result<_, String> (tests/layers.rs)"
+cargo test --locked --test layers
+
 log "cargo test"
 cargo test --locked --all-targets
 
