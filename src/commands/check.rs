@@ -4,15 +4,16 @@
 use std::path::Path;
 
 use gatekeeper::core::policy::Policy;
-use gatekeeper::sources::file_format::{self, Summary};
+use gatekeeper::sources::file_format;
 
 use super::CommandError;
 
 pub fn run(file: &Path, json: bool) -> Result<(), CommandError> {
     let doc = file_format::load(file).map_err(|e| CommandError::invalid_file(file, e))?;
-    let summary = Summary::of(&doc);
     let warnings = gatekeeper::core::lint::warnings(&doc);
-    Policy::build(doc).map_err(|e| CommandError::invalid_file(file, e))?;
+    let summary = Policy::build(doc)
+        .map_err(|e| CommandError::invalid_file(file, e))?
+        .counts();
     if json {
         let out = serde_json::json!({"valid": true, "routes": summary.routes, "clients": summary.clients, "keys": summary.keys, "grants": summary.grants, "warnings": warnings});
         println!("{out}");

@@ -69,6 +69,17 @@ pub struct Counts {
     pub grants: usize,
 }
 
+/// For `check` and the logs: "2 routes, 2 clients, 3 keys, 2 grants".
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} routes, {} clients, {} keys, {} grants",
+            self.routes, self.clients, self.keys, self.grants
+        )
+    }
+}
+
 #[derive(Debug)]
 pub struct Policy {
     routes: RouteTable,

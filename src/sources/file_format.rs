@@ -70,36 +70,6 @@ impl fmt::Display for FileErrors {
     }
 }
 
-/// How much a document holds, for start-up and reload logs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Summary {
-    pub routes: usize,
-    pub clients: usize,
-    pub keys: usize,
-    pub grants: usize,
-}
-
-impl Summary {
-    pub fn of(doc: &Document) -> Summary {
-        Summary {
-            routes: doc.routes.len(),
-            clients: doc.clients.len(),
-            keys: doc.keys.len(),
-            grants: doc.grants.len(),
-        }
-    }
-}
-
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} routes, {} clients, {} keys, {} grants",
-            self.routes, self.clients, self.keys, self.grants
-        )
-    }
-}
-
 /// Reads and validates the file at `path`. Secrets come from the process
 /// environment and from files relative to the file's directory.
 pub fn load(path: &Path) -> Result<Document, FileErrors> {

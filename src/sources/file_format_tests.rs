@@ -219,7 +219,10 @@ fn a_complete_file_parses_to_the_expected_document() {
     assert_eq!(doc.keys, expected_keys());
     assert_eq!(doc.grants, expected_grants());
     assert_eq!(
-        Summary::of(&doc).to_string(),
+        crate::core::policy::Policy::build(doc)
+            .expect("a valid policy")
+            .counts()
+            .to_string(),
         "2 routes, 2 clients, 3 keys, 2 grants"
     );
 }
