@@ -22,8 +22,9 @@ use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::audit::{Audit, AuditSink};
+use crate::audit::{Audit, AuditSink, RunningAudit};
 use crate::clock::Clock;
 use crate::config::{Config, Listen};
 use crate::core::limiter::LocalLimiter;
@@ -196,60 +197,108 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then stops within the grace
-    /// period: `/authz` drains first (so `/readyz` keeps answering while it
-    /// does), then the admin listener gets what is left of the grace, then
-    /// the audit queue gets what is left again, at least
-    /// [`MIN_AUDIT_FLUSH`]. The reloader (or PostgreSQL listener) and the
-    /// Redis probe are told to stop at once, and joined last.
+    /// period (plus at most [`MIN_AUDIT_FLUSH`] for the audit queue):
+    /// `/authz` drains first, then the admin listener, then the audit
+    /// queue; the reloader and the Redis probe are told at once and joined
+    /// last (`Running::stop`).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
         let interval = self.config.reload_interval;
         let reloader = self.watcher.take().map(|w| match w {
-            Watcher::File(r) => tokio::spawn(r.run(interval, stop_rx.clone())),
-            Watcher::Postgres(p) => tokio::spawn(p.run(stop_rx.clone())),
+            Watcher::File(r) => tokio::spawn(r.run(interval, stopped.clone())),
+            Watcher::Postgres(p) => tokio::spawn(p.run(stopped.clone())),
         });
         let probe = self.redis.take().map(|redis| {
-            let stop = stop_rx.clone();
-            tokio::spawn(async move { redis.watch(stop).await })
+            let stopped = stopped.clone();
+            tokio::spawn(async move { redis.watch(stopped).await })
         });
-        let audit = self.audit.take().map(Audit::start);
-        let (authz_handle, admin_handle) = (self.authz.handle(), self.admin.handle());
-        let authz_task = tokio::spawn(self.authz);
-        let admin_task = tokio::spawn(self.admin);
+        let running = Running {
+            authz: (self.authz.handle(), tokio::spawn(self.authz)),
+            admin: (self.admin.handle(), tokio::spawn(self.admin)),
+            audit: self.audit.take().map(Audit::start),
+            reloader,
+            probe,
+            stop,
+        };
         shutdown.await;
-        let grace = self.config.shutdown_grace;
-        let grace_ends = Instant::now() + grace;
-        tracing::info!(grace_secs = grace.as_secs(), "shutting down");
-        let _ = stop_tx.send(true);
-        // Bounded by the server's own shutdown_timeout (the grace).
-        authz_handle.stop(true).await;
-        let mut listeners = joined(authz_task).await;
-        let left = grace_ends.saturating_duration_since(Instant::now());
-        listeners = listeners.and(stop_admin(&admin_handle, admin_task, left).await);
-        // After the listeners: every decision made is queued by now. The
-        // audit queue gets what is left of the grace period, at least a bit.
-        if let Some(audit) = audit {
-            let left = grace_ends.saturating_duration_since(Instant::now());
-            audit.stop(left.max(MIN_AUDIT_FLUSH)).await;
-        }
-        listeners?;
-        if let Some(r) = reloader {
-            r.await.context("the reloader failed")?;
-        }
-        if let Some(p) = probe {
-            p.await.context("the Redis probe failed")?;
-        }
-        Ok(())
+        running.stop(self.config.shutdown_grace).await
     }
 }
 
 type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Everything a running App owns, each with the way it is stopped.
+struct Running {
+    authz: (ServerHandle, ServerTask),
+    admin: (ServerHandle, ServerTask),
+    audit: Option<RunningAudit>,
+    /// The file reloader or the PostgreSQL listener.
+    reloader: Option<JoinHandle<()>>,
+    /// The Redis health probe.
+    probe: Option<JoinHandle<()>>,
+    /// Tells the reloader and the probe to stop.
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops everything within `grace`, plus at most [`MIN_AUDIT_FLUSH`]:
+    /// the reloader and the probe are told at once; `/authz` drains first
+    /// (so `/readyz` keeps answering while it does), bounded by its
+    /// `shutdown_timeout`; the admin listener gets what is left of the
+    /// grace, then the audit queue what is left again (at least
+    /// `MIN_AUDIT_FLUSH`); the reloader and the probe are joined last, and
+    /// aborted if they are not done by then.
+    async fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        let grace_ends = Instant::now() + grace;
+        let left = || grace_ends.saturating_duration_since(Instant::now());
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down");
+        let _ = self.stop.send(true);
+        let (authz, authz_task) = self.authz;
+        authz.stop(true).await;
+        let mut listeners = joined(authz_task).await;
+        let (admin, admin_task) = self.admin;
+        listeners = listeners.and(stop_admin(&admin, admin_task, left()).await);
+        // After the listeners: every decision made is queued by now.
+        if let Some(audit) = self.audit {
+            audit.stop(left().max(MIN_AUDIT_FLUSH)).await;
+        }
+        listeners?;
+        for (task, what) in [
+            (self.reloader, "the reloader"),
+            (self.probe, "the Redis probe"),
+        ] {
+            if let Some(task) = task {
+                join_or_abort(task, left(), what).await?;
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A listener's task, once it ended.
 async fn joined(task: ServerTask) -> anyhow::Result<()> {
     task.await
         .context("a listener task failed")?
         .context("a listener failed")
+}
+
+/// Joins a task already told to stop; aborts it when it has not ended
+/// `within` (the PostgreSQL listener may be waiting on a database that
+/// does not answer).
+async fn join_or_abort(
+    task: JoinHandle<()>,
+    within: Duration,
+    what: &'static str,
+) -> anyhow::Result<()> {
+    let abort = task.abort_handle();
+    match tokio::time::timeout(within, task).await {
+        Ok(joined) => joined.with_context(|| format!("{what} failed")),
+        Err(_) => {
+            abort.abort();
+            tracing::warn!(task = what, "not stopped within the grace period; aborted");
+            Ok(())
+        }
+    }
 }
 
 /// Stops the admin listener gracefully, waiting at most `within`. Its
@@ -281,7 +330,7 @@ async fn stop_admin(
 
 /// The least time the audit queue gets to be written out on shutdown, even
 /// when draining requests took the whole grace period.
-const MIN_AUDIT_FLUSH: Duration = Duration::from_secs(1);
+pub const MIN_AUDIT_FLUSH: Duration = Duration::from_secs(1);
 
 fn admin_server(
     config: &Config,
