@@ -1,8 +1,16 @@
 //! Building and running the service: binds both listeners (reporting the
 //! real addresses, so tests can bind port 0), starts what keeps the policy
 //! current (the file reloader or the PostgreSQL listener) and the audit
-//! writer, and stops everything on SIGTERM/SIGINT within the grace period.
+//! writer, and stops everything within the grace period when the future
+//! it is handed resolves (`serve` hands it `signals::terminate()`, a test
+//! a channel).
+//!
+//! It reads no process signal and installs no handler itself: what the
+//! caller injects comes in [`Deps`]. Two things stay process-wide and are
+//! the caller's to set up once: the log subscriber and the metrics
+//! recorder (`metrics::install`, whose handle `Deps` carries).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,8 +22,9 @@ use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::audit::{Audit, AuditSink};
+use crate::audit::{Audit, AuditSink, RunningAudit};
 use crate::clock::Clock;
 use crate::config::{Config, Listen};
 use crate::core::limiter::LocalLimiter;
@@ -24,6 +33,7 @@ use crate::core::seal::MasterKey;
 use crate::decide::{Authorizer, Settings};
 use crate::http::admin::{self, AdminState};
 use crate::http::authz::{self, AuthzState};
+use crate::signals::Hangups;
 use crate::sources::file::Reloader;
 use crate::sources::postgres::PgSource;
 use crate::sources::status::ReloadStatus;
@@ -59,6 +69,22 @@ enum Watcher {
     Postgres(PgSource),
 }
 
+/// What the caller injects into an [`App`]: the policy and where it comes
+/// from, the time, the metrics recorder's handle, and what asks for a
+/// reload besides the source's own triggers.
+pub struct Deps {
+    pub source: Source,
+    /// The first policy, loaded from `source` by the caller (so a bad one
+    /// fails before anything listens, with the caller's exit code).
+    pub policy: Policy,
+    pub clock: Arc<dyn Clock>,
+    /// The installed recorder's handle, rendered on `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Hang-ups: `signals::hangup()` in `serve`, a trigger in tests,
+    /// `Hangups::never()` when nothing should ask.
+    pub hangups: Hangups,
+}
+
 pub struct App {
     authz: actix_web::dev::Server,
     admin: actix_web::dev::Server,
@@ -72,13 +98,16 @@ pub struct App {
 }
 
 impl App {
-    pub fn build(
-        config: Config,
-        source: Source,
-        policy: Policy,
-        clock: Arc<dyn Clock>,
-        metrics: PrometheusHandle,
-    ) -> anyhow::Result<App> {
+    /// Binds both listeners and wires everything; nothing runs until
+    /// [`App::run`]. Must be called inside the Tokio runtime.
+    pub fn build(config: Config, deps: Deps) -> anyhow::Result<App> {
+        let Deps {
+            source,
+            policy,
+            clock,
+            metrics,
+            hangups,
+        } = deps;
         let counts = policy.counts();
         publish_counts(counts.routes, counts.clients);
         let redis = match &config.redis {
@@ -138,7 +167,7 @@ impl App {
             },
         )?;
         let watcher = Some(match source {
-            Source::File(path) => Watcher::File(Reloader::new(path, authorizer, status)),
+            Source::File(path) => Watcher::File(Reloader::new(path, authorizer, status, hangups)),
             Source::Postgres {
                 url,
                 pool,
@@ -152,7 +181,7 @@ impl App {
                 status,
                 reload_interval: config.db_reload_interval,
                 usage_interval: config.last_used_interval,
-                hangup: crate::sources::hangup_signal(),
+                hangups,
             }),
         });
         Ok(App {
@@ -167,55 +196,141 @@ impl App {
         })
     }
 
-    /// Serves until SIGTERM or SIGINT, then drains within the grace period.
-    pub async fn run(mut self) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+    /// Serves until `shutdown` resolves, then stops within the grace
+    /// period (plus at most [`MIN_AUDIT_FLUSH`] for the audit queue):
+    /// `/authz` drains first, then the admin listener, then the audit
+    /// queue; the reloader and the Redis probe are told at once and joined
+    /// last (`Running::stop`).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (stop, stopped) = watch::channel(false);
         let interval = self.config.reload_interval;
         let reloader = self.watcher.take().map(|w| match w {
-            Watcher::File(r) => tokio::spawn(r.run(interval, stop_rx.clone())),
-            Watcher::Postgres(p) => tokio::spawn(p.run(stop_rx.clone())),
+            Watcher::File(r) => tokio::spawn(r.run(interval, stopped.clone())),
+            Watcher::Postgres(p) => tokio::spawn(p.run(stopped.clone())),
         });
         let probe = self.redis.take().map(|redis| {
-            let stop = stop_rx.clone();
-            tokio::spawn(async move { redis.watch(stop).await })
+            let stopped = stopped.clone();
+            tokio::spawn(async move { redis.watch(stopped).await })
         });
-        let audit = self.audit.take().map(Audit::start);
-        let (authz_handle, admin_handle) = (self.authz.handle(), self.admin.handle());
-        let authz_task = tokio::spawn(self.authz);
-        let admin_task = tokio::spawn(self.admin);
-        wait_for_shutdown_signal().await;
-        let grace_ends = Instant::now() + self.config.shutdown_grace;
-        tracing::info!(
-            grace_secs = self.config.shutdown_grace.as_secs(),
-            "shutting down"
-        );
-        let _ = stop_tx.send(true);
-        stop_servers(&authz_handle, &admin_handle).await;
-        let mut listeners = Ok(());
-        for task in [authz_task, admin_task] {
-            let result = task.await.context("a listener task failed");
-            listeners = listeners.and(result.and_then(|r| r.context("a listener failed")));
-        }
-        // After the listeners: every decision made is queued by now. The
-        // audit queue gets what is left of the grace period, at least a bit.
-        if let Some(audit) = audit {
-            let left = grace_ends.saturating_duration_since(Instant::now());
-            audit.stop(left.max(MIN_AUDIT_FLUSH)).await;
+        let running = Running {
+            authz: (self.authz.handle(), tokio::spawn(self.authz)),
+            admin: (self.admin.handle(), tokio::spawn(self.admin)),
+            audit: self.audit.take().map(Audit::start),
+            reloader,
+            probe,
+            stop,
+        };
+        shutdown.await;
+        running.stop(self.config.shutdown_grace).await
+    }
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Everything a running App owns, each with the way it is stopped.
+struct Running {
+    authz: (ServerHandle, ServerTask),
+    admin: (ServerHandle, ServerTask),
+    audit: Option<RunningAudit>,
+    /// The file reloader or the PostgreSQL listener.
+    reloader: Option<JoinHandle<()>>,
+    /// The Redis health probe.
+    probe: Option<JoinHandle<()>>,
+    /// Tells the reloader and the probe to stop.
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops everything within `grace`, plus at most [`MIN_AUDIT_FLUSH`]:
+    /// the reloader and the probe are told at once; `/authz` drains first
+    /// (so `/readyz` keeps answering while it does), bounded by its
+    /// `shutdown_timeout`; the admin listener gets what is left of the
+    /// grace, then the audit queue what is left again (at least
+    /// `MIN_AUDIT_FLUSH`); the reloader and the probe are joined last, and
+    /// aborted if they are not done by then.
+    async fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        let grace_ends = Instant::now() + grace;
+        let left = || grace_ends.saturating_duration_since(Instant::now());
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down");
+        let _ = self.stop.send(true);
+        let (authz, authz_task) = self.authz;
+        authz.stop(true).await;
+        let mut listeners = joined(authz_task).await;
+        let (admin, admin_task) = self.admin;
+        listeners = listeners.and(stop_admin(&admin, admin_task, left()).await);
+        // After the listeners: every decision made is queued by now.
+        if let Some(audit) = self.audit {
+            audit.stop(left().max(MIN_AUDIT_FLUSH)).await;
         }
         listeners?;
-        if let Some(r) = reloader {
-            r.await.context("the reloader failed")?;
-        }
-        if let Some(p) = probe {
-            p.await.context("the Redis probe failed")?;
+        for (task, what) in [
+            (self.reloader, "the reloader"),
+            (self.probe, "the Redis probe"),
+        ] {
+            if let Some(task) = task {
+                join_or_abort(task, left(), what).await?;
+            }
         }
         Ok(())
     }
 }
 
+/// A listener's task, once it ended.
+async fn joined(task: ServerTask) -> anyhow::Result<()> {
+    task.await
+        .context("a listener task failed")?
+        .context("a listener failed")
+}
+
+/// Joins a task already told to stop; aborts it when it has not ended
+/// `within` (the PostgreSQL listener may be waiting on a database that
+/// does not answer).
+async fn join_or_abort(
+    task: JoinHandle<()>,
+    within: Duration,
+    what: &'static str,
+) -> anyhow::Result<()> {
+    let abort = task.abort_handle();
+    match tokio::time::timeout(within, task).await {
+        Ok(joined) => joined.with_context(|| format!("{what} failed")),
+        Err(_) => {
+            abort.abort();
+            tracing::warn!(task = what, "not stopped within the grace period; aborted");
+            Ok(())
+        }
+    }
+}
+
+/// Stops the admin listener gracefully, waiting at most `within`. Its
+/// socket closes at once; a connection still open then (a scraper's
+/// keep-alive) is the server's to close, by its own `shutdown_timeout`,
+/// and is not waited for.
+async fn stop_admin(
+    handle: &ServerHandle,
+    task: ServerTask,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let stopping = handle.stop(true);
+    match tokio::time::timeout(within, async {
+        stopping.await;
+        joined(task).await
+    })
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                within_ms = within.as_millis() as u64,
+                "the admin listener did not drain within the grace period"
+            );
+            Ok(())
+        }
+    }
+}
+
 /// The least time the audit queue gets to be written out on shutdown, even
 /// when draining requests took the whole grace period.
-const MIN_AUDIT_FLUSH: Duration = Duration::from_secs(1);
+pub const MIN_AUDIT_FLUSH: Duration = Duration::from_secs(1);
 
 fn admin_server(
     config: &Config,
@@ -231,6 +346,7 @@ fn admin_server(
     })
     .workers(1)
     .disable_signals()
+    .shutdown_timeout(config.shutdown_grace.as_secs().max(1))
     .bind(config.admin_listen)
     .with_context(|| {
         format!(
@@ -312,30 +428,5 @@ fn authz_server(
                 })?;
             Ok((server.run(), format!("unix:{}", path.display())))
         }
-    }
-}
-
-async fn stop_servers(authz: &ServerHandle, admin: &ServerHandle) {
-    // /authz drains first so /readyz keeps answering while it does.
-    authz.stop(true).await;
-    admin.stop(true).await;
-}
-
-async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        _ => {
-            tracing::error!("cannot listen for SIGTERM/SIGINT; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
     }
 }

@@ -9,9 +9,9 @@
 //! 1. `core` — the pure policy: parse a request, match a route, judge a
 //!    credential, a grant, a model and a limit. No I/O, no `async`, no
 //!    `crate::` import.
-//! 2. `clock`, `config`, `error`, `metrics`, `logging` — the time, the
-//!    settings, the error taxonomy (a deny is a value, an outage an
-//!    `Outage`), the metric names.
+//! 2. `clock`, `config`, `error`, `metrics`, `logging`, `signals` — the
+//!    time, the settings, the error taxonomy (a deny is a value, an outage
+//!    an `Outage`), the metric names, the process's signals as futures.
 //! 3. `db` — PostgreSQL: the pool, the migrations, every SQL statement.
 //! 4. `state` — what a decision asks of the outside world, behind small
 //!    traits: limits, nonces, key look-up, bcrypt; in process, in Redis
@@ -24,7 +24,8 @@
 //!    declarative `apply` engine.
 //! 7. `http` — the edge: `/authz`, and the admin listener.
 //! 8. `app` — the composition root: `App::build(config, deps)`, then
-//!    `run(shutdown)`.
+//!    `run(shutdown)`; `serve` hands it `signals::terminate()`, tests a
+//!    channel.
 //!
 //! The command line (`src/commands/`) lives in the binary, not here:
 //! nothing in the library knows about exit codes or clap.
@@ -43,5 +44,6 @@ pub mod http;
 pub mod import;
 pub mod logging;
 pub mod metrics;
+pub mod signals;
 pub mod sources;
 pub mod state;

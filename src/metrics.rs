@@ -50,6 +50,7 @@ pub const DURATION_BUCKETS: &[f64] = &[
 pub const NO_ROUTE: &str = "none";
 
 /// Installs the global Prometheus recorder and describes every metric.
+/// Once per process: a second call fails (the recorder is already set).
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -79,6 +80,11 @@ const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// scrapes would grow by each decision's duration sample, without bound
 /// (the benchmark saw 87 MB over 5.7 M decisions). A thread of its own, so
 /// it runs whatever the runtime is doing.
+///
+/// It has no owner that stops it, on purpose: it keeps the recorder, which
+/// is process-global (installed once, by [`install`]), not an App's. It
+/// lives as long as the process, and outlives an App's stop, as the
+/// recorder must for the next App in the same process (the test harness).
 fn keep_up(handle: PrometheusHandle) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("metrics-upkeep".into())

@@ -1,5 +1,9 @@
-//! The `/authz` contract (DESIGN §4, §9, §10, §11) over real HTTP against the
-//! real binary: one behaviour per test, each against its own instance.
+//! The `/authz` contract (DESIGN §4, §9, §10, §11) over real HTTP: one
+//! behaviour per test, each against its own instance. The instance is an
+//! App in this process (`spawn_app`), except where the test is about what
+//! only a process shows: counters on `/metrics` without a label of their
+//! own (the recorder is one per process), its log output, its exit codes,
+//! and `serve` on a Unix socket; those start the real binary.
 
 mod common;
 
@@ -7,7 +11,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{
-    basic_value, bcrypt_hash, generate_key, metric, poll_until, run, Gatekeeper, Key, Req,
+    basic_value, bcrypt_hash, generate_key, metric, poll_until, run, spawn_app, spawn_app_with_env,
+    Gatekeeper, Key, Req, TestApp,
 };
 
 const HOST: &str = "api.test";
@@ -94,7 +99,13 @@ fn policy() -> String {
     t
 }
 
-fn start() -> Gatekeeper {
+fn start() -> TestApp {
+    spawn_app(&policy())
+}
+
+/// The real binary, for a test that counts on `/metrics` what every App of
+/// this test binary would add to.
+fn start_process() -> Gatekeeper {
     Gatekeeper::start(&policy())
 }
 
@@ -298,7 +309,7 @@ fn basic_with_a_wrong_secret_is_unauthorized() {
 
 #[test]
 fn twenty_basic_requests_with_the_right_secret_run_bcrypt_once() {
-    let gk = start();
+    let gk = start_process();
     let before = metric(&gk.metrics(), "gatekeeper_bcrypt_verifications_total", &[]);
     for _ in 0..20 {
         assert_eq!(
@@ -314,7 +325,7 @@ fn twenty_basic_requests_with_the_right_secret_run_bcrypt_once() {
 /// deploy) costs one bcrypt: concurrent misses wait for the first.
 #[test]
 fn a_hundred_concurrent_requests_with_a_cold_basic_credential_run_bcrypt_once() {
-    let gk = start();
+    let gk = start_process();
     let before = metric(&gk.metrics(), "gatekeeper_bcrypt_verifications_total", &[]);
     let barrier = std::sync::Barrier::new(100);
     let statuses: Vec<u16> = std::thread::scope(|s| {
@@ -364,7 +375,7 @@ fn the_query_key_is_not_a_credential_by_default() {
 
 #[test]
 fn the_query_key_is_accepted_when_enabled() {
-    let gk = Gatekeeper::start_with_env(&policy(), &[("GATEKEEPER_ALLOW_QUERY_KEY", "true")]);
+    let gk = spawn_app_with_env(&policy(), &[("GATEKEEPER_ALLOW_QUERY_KEY", "true")]);
     let uri = format!("/data/x?api_key={}", keys().good.key);
     let r = gk.send(&get(&uri));
     assert_eq!((r.status, r.reason()), (200, "authenticated"), "{r:?}");
@@ -647,7 +658,7 @@ fn an_announced_body_that_was_not_forwarded_is_required() {
 
 #[test]
 fn metrics_count_decisions_by_reason_and_route() {
-    let gk = start();
+    let gk = start_process();
     let no_route = [
         ("decision", "deny"),
         ("reason", "no_route_match"),

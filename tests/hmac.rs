@@ -1,18 +1,18 @@
-//! HMAC request signing over HTTP, against the real binary, with requests
-//! signed by the CLI signer (`gatekeeper sign`) as a client would.
+//! HMAC request signing over HTTP, against an App in this process, with
+//! requests signed by the CLI signer (`gatekeeper sign`) as a client would.
 
 mod common;
 
 use common::hmac::{now, OPS_POLICY, OPS_SECRET};
-use common::{Gatekeeper, Req};
+use common::{spawn_app_with_env, Req, TestApp};
 
-fn start() -> Gatekeeper {
-    Gatekeeper::start_with_env(OPS_POLICY, &[("OPS_SECRET", OPS_SECRET)])
+fn start() -> TestApp {
+    spawn_app_with_env(OPS_POLICY, &[("OPS_SECRET", OPS_SECRET)])
 }
 
 /// The `Authorization` value `gatekeeper sign` prints.
 fn sign(
-    gk: &Gatekeeper,
+    gk: &TestApp,
     method: &str,
     path: &str,
     body: &[u8],

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules by layer, bottom first (as `src/lib.rs` states them).
 const LAYERS: &[&[&str]] = &[
     &["core"],
-    &["clock", "config", "error", "metrics", "logging"],
+    &["clock", "config", "error", "metrics", "logging", "signals"],
     &["db"],
     &["state"],
     &["decide"],

@@ -1,6 +1,6 @@
 //! `gatekeeper serve [--config FILE]`: load the settings and the first
-//! policy (from the file or PostgreSQL), then run the listeners until a
-//! signal stops them.
+//! policy (from the file or PostgreSQL), then run the listeners until
+//! SIGTERM or SIGINT stops them; SIGHUP reloads the policy.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use gatekeeper::app::Source;
+use gatekeeper::app::{App, Deps, Source};
 use gatekeeper::clock::SystemClock;
 use gatekeeper::config::Config;
 use gatekeeper::core::policy::Policy;
+use gatekeeper::signals;
 
 use super::{usage, CommandError};
 
@@ -33,12 +34,19 @@ pub async fn run(config_flag: Option<PathBuf>) -> Result<(), CommandError> {
         gatekeeper::audit::check_database(audit).await?;
     }
     let metrics = gatekeeper::metrics::install().context("cannot set up metrics")?;
-    let clock = Arc::new(SystemClock::default());
-    let app = gatekeeper::app::App::build(config, source, policy, clock, metrics)
-        .map_err(|e| usage(format!("{e:#}")))?;
+    let deps = Deps {
+        source,
+        policy,
+        clock: Arc::new(SystemClock::default()),
+        metrics,
+        // Before anything listens: from here on a SIGHUP reloads instead
+        // of stopping the process.
+        hangups: signals::hangup(),
+    };
+    let app = App::build(config, deps).map_err(|e| usage(format!("{e:#}")))?;
     tracing::info!(authz = %app.authz_addr, admin = %app.admin_addr, "listening");
     let _ = std::io::stdout().flush();
-    Ok(app.run().await?)
+    Ok(app.run(signals::terminate()).await?)
 }
 
 fn file_source(config: &Config) -> Result<(Source, Policy), CommandError> {

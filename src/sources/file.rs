@@ -1,5 +1,5 @@
 //! Keeping the policy current in DB-less mode: reload the declarative file on
-//! SIGHUP and when it changes on disk. A file that does not validate is
+//! a hang-up (SIGHUP in `serve`) and when it changes on disk. A file that does not validate is
 //! rejected with a log line and a metric, and the last good policy keeps
 //! serving (DESIGN §2).
 
@@ -12,9 +12,10 @@ use tokio::sync::watch;
 
 use crate::core::policy::{Policy, PolicyError};
 use crate::decide::Authorizer;
+use crate::signals::Hangups;
 use crate::sources::file_format::FileErrors;
+use crate::sources::install;
 use crate::sources::status::ReloadStatus;
-use crate::sources::{hangup_signal, install, recv_hangup};
 
 /// Why a declarative file could not become a policy; the message names the
 /// place.
@@ -57,38 +58,39 @@ pub struct Reloader {
     authorizer: Arc<Authorizer>,
     status: Arc<Mutex<ReloadStatus>>,
     seen: Option<Version>,
-    /// Installed when the reloader is built, before the service says it is
-    /// listening: from then on a SIGHUP reloads instead of killing us.
-    hangup: Option<tokio::signal::unix::Signal>,
+    /// What asks for a reload besides a change on disk: SIGHUP in `serve`
+    /// (installed before the service says it is listening), a trigger in
+    /// process.
+    hangups: Hangups,
 }
 
 impl Reloader {
-    /// Must run inside the Tokio runtime: it registers the SIGHUP handler.
     pub fn new(
         path: PathBuf,
         authorizer: Arc<Authorizer>,
         status: Arc<Mutex<ReloadStatus>>,
+        hangups: Hangups,
     ) -> Reloader {
         let seen = version_of(&path);
-        let hangup = hangup_signal();
         Reloader {
             path,
             authorizer,
             status,
             seen,
-            hangup,
+            hangups,
         }
     }
 
-    /// Runs until `stop` flips: reloads on SIGHUP, and when the file changed.
+    /// Runs until `stop` flips: reloads on a hang-up, and when the file
+    /// changed.
     pub async fn run(mut self, interval: Duration, mut stop: watch::Receiver<bool>) {
-        let mut hangup = self.hangup.take();
+        let mut hangups = std::mem::replace(&mut self.hangups, Hangups::never());
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = recv_hangup(&mut hangup) => self.reload("sighup"),
+                _ = hangups.recv() => self.reload("sighup"),
                 _ = tick.tick() => self.reload_if_changed(),
             }
         }

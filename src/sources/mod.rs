@@ -76,30 +76,6 @@ pub fn install<E: std::fmt::Display>(
     }
 }
 
-/// The SIGHUP stream. Once it exists, a SIGHUP no longer kills the process
-/// (its default action): both sources install it before the listeners
-/// answer, so `systemctl reload` never stops the service. Must be called
-/// inside the Tokio runtime.
-pub(crate) fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP; it would stop the service");
-            None
-        }
-    }
-}
-
-/// The next SIGHUP; never, without a handler.
-pub(crate) async fn recv_hangup(s: &mut Option<tokio::signal::unix::Signal>) {
-    match s {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 pub fn publish_counts(routes: usize, clients: usize) {
     metrics::gauge!(ROUTES).set(routes as f64);
     metrics::gauge!(CLIENTS).set(clients as f64);

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
-use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::AsyncMessage;
 
@@ -23,8 +22,9 @@ use crate::core::policy::Policy;
 use crate::core::seal::MasterKey;
 use crate::db::store;
 use crate::decide::Authorizer;
+use crate::signals::Hangups;
+use crate::sources::install;
 use crate::sources::status::ReloadStatus;
-use crate::sources::{install, recv_hangup};
 use crate::state::keys::TieredKeys;
 
 /// The channel the triggers notify on.
@@ -82,15 +82,15 @@ pub struct PgSource {
     pub reload_interval: Duration,
     /// How often key uses are written to `last_used_at`.
     pub usage_interval: Duration,
-    /// SIGHUP: a full reload (`crate::sources::file::hangup_signal`, installed
-    /// when the source is built, before the listeners answer).
-    pub hangup: Option<tokio::signal::unix::Signal>,
+    /// A hang-up asks for a full reload: SIGHUP in `serve` (installed
+    /// before the listeners answer), a trigger in process.
+    pub hangups: Hangups,
 }
 
 impl PgSource {
     /// Runs until `stop` flips: listen, reload on change, reconnect on loss.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut hangup = self.hangup.take();
+        let mut hangups = std::mem::replace(&mut self.hangups, Hangups::never());
         let mut backoff = BACKOFF_START;
         loop {
             match self.listen().await {
@@ -103,7 +103,7 @@ impl PgSource {
                     self.keys.flush_shared().await;
                     self.reload("listener_connected").await;
                     let mut listener = listener;
-                    let stopped = self.follow(&mut listener, &mut stop, &mut hangup).await;
+                    let stopped = self.follow(&mut listener, &mut stop, &mut hangups).await;
                     listener.task.abort();
                     if stopped {
                         return;
@@ -121,7 +121,7 @@ impl PgSource {
                 _ = tokio::time::sleep(backoff) => {}
                 // Without a listener the snapshot cannot be trusted to be
                 // current anyway: a SIGHUP just retries at once.
-                _ = recv_hangup(&mut hangup) => {}
+                _ = hangups.recv() => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
@@ -133,7 +133,7 @@ impl PgSource {
         &self,
         listener: &mut Listener,
         stop: &mut watch::Receiver<bool>,
-        hangup: &mut Option<Signal>,
+        hangups: &mut Hangups,
     ) -> bool {
         let mut tick = tokio::time::interval(self.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -167,7 +167,7 @@ impl PgSource {
                     None => return false,
                 },
                 _ = tick.tick() => self.reload("periodic").await,
-                _ = recv_hangup(hangup) => {
+                _ = hangups.recv() => {
                     // The operator asks for everything to be read again:
                     // verified Basic secrets and key records included.
                     self.authorizer.forget_verified_secrets();

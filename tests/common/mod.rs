@@ -1,13 +1,22 @@
-//! The integration-test harness: spawns the real `gatekeeper serve` binary on
-//! port 0 with a declarative file in a temporary directory, talks to it over
-//! plain HTTP/1.1 (a tiny client that sends header values as raw bytes, so
-//! tests can send what no well-behaved client would), and polls with a
-//! deadline instead of sleeping.
+//! The integration-test harness, two ways to run gatekeeper on port 0 with
+//! a declarative file in a temporary directory:
+//! - in process ([`spawn_app`], `app.rs`): `App::build` and `run` with a
+//!   oneshot as the stop, for the /authz contract;
+//! - as a process ([`Gatekeeper`]): the real `gatekeeper serve` binary,
+//!   for what only a process shows (signals, exit codes, its log output).
+//!
+//! Both are talked to over plain HTTP/1.1 (a tiny client that sends header
+//! values as raw bytes, so tests can send what no well-behaved client
+//! would), and tests poll with a deadline instead of sleeping.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod app;
 pub mod hmac;
 pub mod proxy;
 pub mod redis;
+
+#[allow(unused_imports)] // as dead_code above: not every binary runs an App
+pub use app::{spawn_app, spawn_app_with, spawn_app_with_env, TestApp};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -101,12 +110,7 @@ impl Gatekeeper {
         headers: &[(N, V)],
         body: Option<&[u8]>,
     ) -> std::io::Result<Response> {
-        let method = if body.is_some() { "POST" } else { "GET" };
-        let headers: Vec<(&str, &[u8])> = headers
-            .iter()
-            .map(|(n, v)| (n.as_ref(), v.as_ref()))
-            .collect();
-        http(self.authz_addr, method, "/authz", &headers, body)
+        authz_at(self.authz_addr, headers, body)
     }
 
     /// Sends a request built with [`Req`].
@@ -241,6 +245,20 @@ fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
         v["authz"].as_str()?.parse().ok()?,
         v["admin"].as_str()?.parse().ok()?,
     ))
+}
+
+/// One request to `/authz` at `addr`: GET, or POST with `body`.
+pub fn authz_at<N: AsRef<str>, V: AsRef<[u8]>>(
+    addr: SocketAddr,
+    headers: &[(N, V)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let headers: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_ref(), v.as_ref()))
+        .collect();
+    http(addr, method, "/authz", &headers, body)
 }
 
 /// Calls `f` until it returns true or `deadline` passes; true when it did.
