@@ -114,30 +114,7 @@ impl App {
             Some(settings) => Some(Arc::new(Redis::new(settings)?)),
             None => None,
         };
-        let bcrypt = BasicVerifier::new(config.cache_ttl, config.cache_capacity);
-        let limiter = LocalLimiter::new(config.limiter_capacity);
-        let mut state = match &redis {
-            Some(redis) => State::shared(redis.clone(), bcrypt, limiter),
-            None => State::in_process(bcrypt, limiter),
-        };
-        let mut keys = None;
-        if let Source::Postgres { pool, .. } = &source {
-            let l2_ttl = config
-                .redis
-                .as_ref()
-                .map(|r| r.cache_ttl)
-                .unwrap_or_default();
-            let tiered = Arc::new(TieredKeys::new(
-                PgKeys::new(pool.clone()),
-                redis.clone(),
-                config.cache_ttl,
-                l2_ttl,
-                config.cache_capacity,
-                clock.clone(),
-            ));
-            state = state.managed(tiered.clone(), config.max_staleness);
-            keys = Some(tiered);
-        }
+        let (state, keys) = state_for(&config, &source, redis.as_ref(), &clock);
         let settings = Settings {
             allow_query_key: config.allow_query_key,
             hmac_window_secs: config.hmac_window.as_secs(),
@@ -166,24 +143,9 @@ impl App {
                 redis: redis.clone(),
             },
         )?;
-        let watcher = Some(match source {
-            Source::File(path) => Watcher::File(Reloader::new(path, authorizer, status, hangups)),
-            Source::Postgres {
-                url,
-                pool,
-                master_key,
-            } => Watcher::Postgres(PgSource {
-                keys: keys.context("PostgreSQL mode without its key store")?,
-                url,
-                pool,
-                master_key,
-                authorizer,
-                status,
-                reload_interval: config.db_reload_interval,
-                usage_interval: config.last_used_interval,
-                hangups,
-            }),
-        });
+        let watcher = Some(watcher_for(
+            source, keys, authorizer, status, hangups, &config,
+        )?);
         Ok(App {
             authz,
             admin,
@@ -331,6 +293,71 @@ async fn stop_admin(
 /// The least time the audit queue gets to be written out on shutdown, even
 /// when draining requests took the whole grace period.
 pub const MIN_AUDIT_FLUSH: Duration = Duration::from_secs(1);
+
+/// What keeps the snapshot current: the file reloader, or the PostgreSQL
+/// listener with the key tiers it evicts.
+fn watcher_for(
+    source: Source,
+    keys: Option<Arc<TieredKeys>>,
+    authorizer: Arc<Authorizer>,
+    status: Arc<Mutex<ReloadStatus>>,
+    hangups: Hangups,
+    config: &Config,
+) -> anyhow::Result<Watcher> {
+    Ok(match source {
+        Source::File(path) => Watcher::File(Reloader::new(path, authorizer, status, hangups)),
+        Source::Postgres {
+            url,
+            pool,
+            master_key,
+        } => Watcher::Postgres(PgSource {
+            keys: keys.context("PostgreSQL mode without its key store")?,
+            url,
+            pool,
+            master_key,
+            authorizer,
+            status,
+            reload_interval: config.db_reload_interval,
+            usage_interval: config.last_used_interval,
+            hangups,
+        }),
+    })
+}
+
+/// What decisions ask of the world in this mode: Redis (when configured)
+/// shared by the replicas, else in process; in PostgreSQL mode also the key
+/// tiers (L1 → Redis → PostgreSQL), returned for the source to keep fresh.
+fn state_for(
+    config: &Config,
+    source: &Source,
+    redis: Option<&Arc<Redis>>,
+    clock: &Arc<dyn Clock>,
+) -> (State, Option<Arc<TieredKeys>>) {
+    let bcrypt = BasicVerifier::new(config.cache_ttl, config.cache_capacity);
+    let limiter = LocalLimiter::new(config.limiter_capacity);
+    let state = match redis {
+        Some(redis) => State::shared(redis.clone(), bcrypt, limiter),
+        None => State::in_process(bcrypt, limiter),
+    };
+    let Source::Postgres { pool, .. } = source else {
+        return (state, None);
+    };
+    let l2_ttl = config
+        .redis
+        .as_ref()
+        .map(|r| r.cache_ttl)
+        .unwrap_or_default();
+    let keys = Arc::new(TieredKeys::new(
+        PgKeys::new(pool.clone()),
+        redis.cloned(),
+        config.cache_ttl,
+        l2_ttl,
+        config.cache_capacity,
+        clock.clone(),
+    ));
+    let state = state.managed(keys.clone(), config.max_staleness);
+    (state, Some(keys))
+}
 
 fn admin_server(
     config: &Config,
