@@ -33,7 +33,8 @@ pub enum Stop {
     Outage(Outage),
     /// A key the store knows belongs to a client the snapshot does not have
     /// yet: the reload its creation triggered has not landed. Neither a
-    /// wrong credential nor an outage; the client is asked to retry.
+    /// wrong credential nor an outage: refused as `store_unavailable` (so
+    /// the client retries), not counted as either.
     SnapshotBehind,
 }
 
