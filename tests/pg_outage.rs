@@ -9,7 +9,7 @@ mod pg;
 use std::time::Duration;
 
 use common::proxy::Proxy;
-use common::{poll_until, Gatekeeper, Req};
+use common::{metric, poll_until, Gatekeeper, Req};
 use pg::{digest_literal, seeded_chat, TestDb};
 
 const KEY: &str = "outage-test-key-cached";
@@ -60,6 +60,15 @@ async fn an_outage_keeps_cached_keys_refuses_unknown_ones_and_recovers_by_itself
         assert_eq!(unknown.auth_status(), 503);
         assert_eq!(chat(&gk, "never-issued-key").reason(), "store_unavailable");
     }
+    let outages = metric(
+        &gk.metrics(),
+        "gatekeeper_outages_total",
+        &[("dependency", "postgres")],
+    );
+    assert!(
+        outages >= 10.0,
+        "each refusal counted as a PostgreSQL outage"
+    );
 
     proxy.restore();
     assert!(
@@ -90,6 +99,12 @@ async fn past_the_staleness_bound_even_cached_keys_are_refused_until_the_databas
     assert!(poll_until(Duration::from_secs(10), || chat(&gk, KEY)
         .reason()
         == "store_unavailable"));
+    let stale = metric(
+        &gk.metrics(),
+        "gatekeeper_outages_total",
+        &[("dependency", "policy_snapshot")],
+    );
+    assert!(stale >= 1.0, "counted as the snapshot's outage");
     proxy.restore();
     assert!(poll_until(Duration::from_secs(10), || chat(&gk, KEY)
         .status

@@ -179,6 +179,24 @@ fn deny_mode_refuses_limited_routes(outage: fn(&Proxy)) {
     }
     s.wait_for_redis("degraded");
     assert!(s.fallbacks() > 0.0);
+    // The outage is counted by the dependency that failed, and the decision
+    // line names it.
+    let metrics = s.gk.metrics();
+    let outages = |dependency| {
+        metric(
+            &metrics,
+            "gatekeeper_outages_total",
+            &[("dependency", dependency)],
+        )
+    };
+    assert!(outages("redis") >= 10.0, "{metrics}");
+    assert_eq!(outages("postgres"), 0.0);
+    assert!(
+        s.gk.logs()
+            .iter()
+            .any(|l| l.contains("\"dependency\":\"redis\"") && l.contains("store_unavailable")),
+        "no decision line names the dependency"
+    );
 
     s.proxy.restore();
     let back = poll_until(RECOVERY, || s.get("limited").status == 200);
