@@ -746,6 +746,19 @@ fn serve_exits_64_on_a_log_level_that_is_not_one() {
 }
 
 #[test]
+fn serve_exits_64_when_the_staleness_bound_is_shorter_than_two_reloads() {
+    let env = [
+        ("GATEKEEPER_DATABASE_URL", "postgres://gk@127.0.0.1:1/never-reached"),
+        ("GATEKEEPER_MAX_STALENESS", "30s"),
+        ("GATEKEEPER_DB_RELOAD_INTERVAL", "60s"),
+    ];
+    let out = run(&["serve"], &env, None);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("GATEKEEPER_MAX_STALENESS"), "{stderr}");
+}
+
+#[test]
 fn serve_warns_about_a_gatekeeper_variable_that_is_no_setting() {
     let gk = Gatekeeper::start_with_env(&policy(), &[("GATEKEEPER_LOG_LEVL", "debug")]);
     let warned = |gk: &Gatekeeper| {

@@ -178,7 +178,7 @@ impl Config {
             .secret(&s::AUDIT_DATABASE_URL)?
             .map(SecretSetting)
             .or_else(|| database_url.clone());
-        Ok(Config {
+        Config {
             audit: audit_settings(env, audit_database_url.as_ref())?,
             audit_database_url,
             redis: redis_settings(env)?,
@@ -208,7 +208,27 @@ impl Config {
             workers: values::optional_count(env, &s::WORKERS)?,
             log_format: values::log_format(env, &s::LOG_FORMAT)?,
             log_level: values::log_level(env, &s::LOG_LEVEL, DEFAULT_LOG_LEVEL)?,
-        })
+        }
+        .checked()
+    }
+
+    /// Settings that are each valid but wrong together.
+    fn checked(self) -> Result<Config, ConfigError> {
+        // A snapshot is confirmed fresh by each periodic reload: a bound
+        // shorter than two reloads refuses good requests between them (and
+        // after one slow reload) while the database is healthy.
+        let reloads = self.db_reload_interval.saturating_mul(2);
+        if self.database_url.is_some() && self.max_staleness < reloads {
+            return Err(err(
+                settings::MAX_STALENESS.name,
+                format!(
+                    "must be at least twice GATEKEEPER_DB_RELOAD_INTERVAL ({}s), or a healthy \
+                     database would answer store_unavailable between reloads",
+                    self.db_reload_interval.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(self)
     }
 
     /// The master key, parsed, when one is set.

@@ -159,7 +159,7 @@ pub const RELOAD_INTERVAL: Setting = plain(
 pub const MAX_STALENESS: Setting = plain(
     "GATEKEEPER_MAX_STALENESS",
     Value("1h"),
-    "how long a snapshot serves credentials without reaching PostgreSQL",
+    "how long a snapshot serves credentials without reaching PostgreSQL (at least twice DB_RELOAD_INTERVAL)",
 );
 pub const DB_RELOAD_INTERVAL: Setting = plain(
     "GATEKEEPER_DB_RELOAD_INTERVAL",

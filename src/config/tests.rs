@@ -238,3 +238,28 @@ fn a_log_level_is_a_level_or_a_tracing_filter_and_a_bare_word_must_be_a_level() 
         "{e}"
     );
 }
+
+#[test]
+fn a_staleness_bound_shorter_than_two_reloads_is_refused_in_postgres_mode() {
+    let db = ("GATEKEEPER_DATABASE_URL", "postgres://gk@127.0.0.1/gk");
+    let case = |staleness: &str, reload: &str| {
+        Config::from_map(&env(&[
+            db,
+            ("GATEKEEPER_MAX_STALENESS", staleness),
+            ("GATEKEEPER_DB_RELOAD_INTERVAL", reload),
+        ]))
+    };
+    let e = case("30s", "60s").unwrap_err();
+    assert_eq!(e.setting, "GATEKEEPER_MAX_STALENESS", "{e}");
+    assert!(
+        e.to_string().contains("GATEKEEPER_DB_RELOAD_INTERVAL"),
+        "{e}"
+    );
+    assert!(case("119s", "60s").is_err());
+    assert!(case("2m", "60s").is_ok());
+    assert!(case("2s", "1s").is_ok());
+    // The defaults (1h, 60s) pass, and DB-less mode has no reloads to wait for.
+    assert!(Config::from_map(&env(&[db])).is_ok());
+    let file = Config::from_map(&env(&[("GATEKEEPER_MAX_STALENESS", "1s")]));
+    assert!(file.is_ok());
+}
