@@ -748,7 +748,10 @@ fn serve_exits_64_on_a_log_level_that_is_not_one() {
 #[test]
 fn serve_exits_64_when_the_staleness_bound_is_shorter_than_two_reloads() {
     let env = [
-        ("GATEKEEPER_DATABASE_URL", "postgres://gk@127.0.0.1:1/never-reached"),
+        (
+            "GATEKEEPER_DATABASE_URL",
+            "postgres://gk@127.0.0.1:1/never-reached",
+        ),
         ("GATEKEEPER_MAX_STALENESS", "30s"),
         ("GATEKEEPER_DB_RELOAD_INTERVAL", "60s"),
     ];

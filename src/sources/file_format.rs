@@ -50,7 +50,7 @@ impl fmt::Display for FileError {
 pub struct FileErrors(pub Vec<FileError>);
 
 impl FileErrors {
-    fn single(place: impl Into<String>, message: impl Into<String>) -> FileErrors {
+    pub fn single(place: impl Into<String>, message: impl Into<String>) -> FileErrors {
         FileErrors(vec![FileError {
             place: place.into(),
             message: message.into(),
