@@ -305,7 +305,13 @@ fn watcher_for(
     config: &Config,
 ) -> anyhow::Result<Watcher> {
     Ok(match source {
-        Source::File(path) => Watcher::File(Reloader::new(path, authorizer, status, hangups)),
+        Source::File(path) => Watcher::File(Reloader::new(
+            path,
+            authorizer,
+            status,
+            hangups,
+            config.allow_empty_policy,
+        )),
         Source::Postgres {
             url,
             pool,

@@ -785,6 +785,23 @@ fn serve_warns_about_a_gatekeeper_variable_that_is_no_setting() {
 }
 
 #[test]
+fn serve_exits_65_on_a_file_with_no_route_unless_that_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gatekeeper.toml");
+    // What a truncated file looks like: valid, and serving nothing.
+    std::fs::write(&file, "[[client]]\nid = \"x\"\nname = \"X\"\n").unwrap();
+    let out = run(&["serve", "--config", file.to_str().unwrap()], &[], None);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("GATEKEEPER_ALLOW_EMPTY_POLICY"),
+        "{out:?}"
+    );
+    let toml = std::fs::read_to_string(&file).unwrap();
+    let gk = Gatekeeper::start_with_env(&toml, &[("GATEKEEPER_ALLOW_EMPTY_POLICY", "true")]);
+    assert_eq!(gk.send(&Req::get("/v1/x")).reason(), "no_route_match");
+}
+
+#[test]
 fn serve_exits_65_on_an_invalid_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("gatekeeper.toml");

@@ -891,7 +891,7 @@ async fn every_metric_the_dashboard_and_alerts_query_is_exported() {
 /// reach: the container's HEALTHCHECK works as written.
 #[test]
 fn healthcheck_reaches_an_admin_listener_on_all_addresses() {
-    let gk = Gatekeeper::start("");
+    let gk = Gatekeeper::start_with_env("", &[("GATEKEEPER_ALLOW_EMPTY_POLICY", "true")]);
     let admin = format!("0.0.0.0:{}", gk.admin_addr.port());
     let out = run(
         &["healthcheck"],

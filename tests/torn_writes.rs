@@ -112,3 +112,56 @@ fn a_file_rewritten_in_place_is_never_installed_half_written() {
     );
     assert_eq!(app.send(&req).reason(), "key_revoked");
 }
+
+#[test]
+fn a_reload_to_a_file_with_no_route_is_refused_and_the_last_good_policy_serves() {
+    let key = generate_key();
+    let app = spawn_app_with_env(&policy(&key), &[]);
+    let req = Req::get("/data/x").bearer(&key.key);
+    assert_eq!(app.send(&req).reason(), "key_revoked");
+    for emptied in ["", "# emptied by a failed deploy\n"] {
+        app.rewrite_config(emptied);
+        app.hangup();
+        let refused = || {
+            app.readyz()["reload"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("GATEKEEPER_ALLOW_EMPTY_POLICY"))
+        };
+        assert!(
+            poll_until(Duration::from_secs(5), refused),
+            "{}",
+            app.readyz()
+        );
+        assert_eq!(
+            app.send(&req).reason(),
+            "key_revoked",
+            "the last good policy"
+        );
+        app.rewrite_config(&policy(&key));
+        app.hangup();
+        let whole = || app.readyz()["reload"]["last_error"].is_null();
+        assert!(
+            poll_until(Duration::from_secs(5), whole),
+            "{}",
+            app.readyz()
+        );
+    }
+}
+
+#[test]
+fn a_file_with_no_route_is_served_when_that_is_allowed() {
+    let app = spawn_app_with_env(
+        "[[route]]\nid = \"r\"\ndomain = \"*\"\npath = \"/r/*\"\nservice = \"s\"\n\
+         [route.methods]\nGET = [\"public\"]\n",
+        &[("GATEKEEPER_ALLOW_EMPTY_POLICY", "true")],
+    );
+    assert_eq!(app.send(&Req::get("/r/x")).status, 200);
+    app.rewrite_config("");
+    app.hangup();
+    let emptied = || app.send(&Req::get("/r/x")).reason() == "no_route_match";
+    assert!(
+        poll_until(Duration::from_secs(5), emptied),
+        "{}",
+        app.readyz()
+    );
+}

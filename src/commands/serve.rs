@@ -55,7 +55,7 @@ fn file_source(config: &Config) -> Result<(Source, Policy), CommandError> {
             "GATEKEEPER_CONFIG: set it (or --config) to the declarative file, or set GATEKEEPER_DATABASE_URL",
         ));
     };
-    let policy = gatekeeper::sources::file::load_policy(&file)
+    let policy = gatekeeper::sources::file::load_policy(&file, config.allow_empty_policy)
         .map_err(|errors| CommandError::invalid_file(&file, errors))?;
     Ok((Source::File(file), policy))
 }

@@ -122,6 +122,8 @@ pub struct Config {
     pub listen: Listen,
     pub admin_listen: SocketAddr,
     pub allow_query_key: bool,
+    /// DB-less mode: a file with no route may be served.
+    pub allow_empty_policy: bool,
     pub trusted_proxies: Vec<Cidr>,
     pub cache_ttl: Duration,
     pub cache_capacity: usize,
@@ -197,6 +199,7 @@ impl Config {
                 .parse()
                 .map_err(|_| err(s::ADMIN_LISTEN.name, "expected host:port"))?,
             allow_query_key: values::flag(env, &s::ALLOW_QUERY_KEY)?,
+            allow_empty_policy: values::flag(env, &s::ALLOW_EMPTY_POLICY)?,
             trusted_proxies: values::cidrs(env, &s::TRUSTED_PROXIES, DEFAULT_TRUSTED_PROXIES)?,
             cache_ttl: duration(env, &s::CACHE_TTL, DEFAULT_CACHE_TTL)?,
             cache_capacity: count(env, &s::CACHE_CAPACITY, DEFAULT_CACHE_CAPACITY)?,

@@ -148,6 +148,11 @@ pub const LIMITER_CAPACITY: Setting = plain(
     Value("1000000"),
     "rate-limit states kept in process",
 );
+pub const ALLOW_EMPTY_POLICY: Setting = plain(
+    "GATEKEEPER_ALLOW_EMPTY_POLICY",
+    Value("false"),
+    "serve a declarative file with no route (every request `no_route_match`); refused otherwise",
+);
 pub const RELOAD_INTERVAL: Setting = plain(
     "GATEKEEPER_RELOAD_INTERVAL",
     Value("1s"),
@@ -270,6 +275,7 @@ pub const SETTINGS: &[&Setting] = &[
     &CACHE_CAPACITY,
     &LIMITER_CAPACITY,
     &RELOAD_INTERVAL,
+    &ALLOW_EMPTY_POLICY,
     &MAX_STALENESS,
     &DB_RELOAD_INTERVAL,
     &DB_POOL_SIZE,

@@ -34,12 +34,23 @@ pub enum LoadError {
     Policy(#[from] PolicyError),
     #[error("the file kept changing for {0:?}; not installed (write it atomically: a rename)")]
     Unsettled(Duration),
+    /// A file with no route is what a truncated or emptied file looks like.
+    #[error("the file defines no route; set GATEKEEPER_ALLOW_EMPTY_POLICY=true to serve it")]
+    NoRoutes,
 }
 
-/// Loads and validates a file into a policy.
-pub fn load_policy(path: &Path) -> Result<Policy, LoadError> {
+/// Loads and validates a file into a policy; one with no route only when
+/// `allow_empty`.
+pub fn load_policy(path: &Path, allow_empty: bool) -> Result<Policy, LoadError> {
     let doc = crate::sources::file_format::load(path).map_err(LoadError::File)?;
-    Ok(Policy::build(doc)?)
+    routed(Policy::build(doc)?, allow_empty)
+}
+
+fn routed(policy: Policy, allow_empty: bool) -> Result<Policy, LoadError> {
+    match policy.counts().routes == 0 && !allow_empty {
+        true => Err(LoadError::NoRoutes),
+        false => Ok(policy),
+    }
 }
 
 /// How long a file must stay the same, read twice, before it is installed.
@@ -49,16 +60,20 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// The policy of a settled file — read twice `QUIET` apart with the same
 /// version — built from the very bytes compared, with their version.
-async fn load_settled(path: &Path) -> (Result<Policy, LoadError>, Option<Version>) {
+async fn load_settled(
+    path: &Path,
+    allow_empty: bool,
+) -> (Result<Policy, LoadError>, Option<Version>) {
     let mut before = version_of(path);
     for _ in 0..SETTLE_LIMIT.as_millis() / QUIET.as_millis() {
         tokio::time::sleep(QUIET).await;
         let Some((now, bytes)) = read_version(path) else {
             // Gone or unreadable: the plain load names the error.
-            return (load_policy(path), None);
+            return (load_policy(path, allow_empty), None);
         };
         if before.as_ref() == Some(&now) {
-            return (policy_of(path, &bytes), Some(now));
+            let policy = policy_of(path, &bytes).and_then(|p| routed(p, allow_empty));
+            return (policy, Some(now));
         }
         before = Some(now);
     }
@@ -108,6 +123,7 @@ pub struct Reloader {
     authorizer: Arc<Authorizer>,
     status: Arc<Mutex<ReloadStatus>>,
     seen: Option<Version>,
+    allow_empty: bool,
     /// What asks for a reload besides a change on disk: SIGHUP in `serve`
     /// (installed before the service says it is listening), a trigger in
     /// process.
@@ -120,6 +136,7 @@ impl Reloader {
         authorizer: Arc<Authorizer>,
         status: Arc<Mutex<ReloadStatus>>,
         hangups: Hangups,
+        allow_empty: bool,
     ) -> Reloader {
         let seen = version_of(&path);
         Reloader {
@@ -127,6 +144,7 @@ impl Reloader {
             authorizer,
             status,
             seen,
+            allow_empty,
             hangups,
         }
     }
@@ -154,7 +172,7 @@ impl Reloader {
     }
 
     pub async fn reload(&mut self, trigger: &'static str) {
-        let (loaded, version) = load_settled(&self.path).await;
+        let (loaded, version) = load_settled(&self.path, self.allow_empty).await;
         // The version installed (or refused), so the watcher does not load
         // it again; a file that never settled is looked at again.
         self.seen = version;
