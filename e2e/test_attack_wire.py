@@ -222,8 +222,10 @@ def test_a_forwarding_header_the_client_sends_never_reaches_the_upstream(layout,
     record = assert_allowed_once(mock_records(marker, count=1), site, route, who=None)
     h = record["headers"]
     assert name.lower() not in h, f"{name} reached the upstream: {h.get(name.lower())!r}"
+    # nginx's random X-Request-ID (32 hex digits) can hold "443" by chance.
+    scanned = json.dumps({k: v for k, v in h.items() if k != "x-request-id"})
     for value in (FORWARDING[name], "10.9.8.7", "10.6.5.4", "evil.example"):
-        assert value not in json.dumps(h), f"{value!r} reached the upstream: {h}"
+        assert value not in scanned, f"{value!r} reached the upstream: {h}"
     assert h.get("x-forwarded-for") == "127.0.0.1", h.get("x-forwarded-for")
     assert h.get("x-forwarded-proto") == "http", h.get("x-forwarded-proto")
     assert record["method"] == "GET" and record["path"] == path, (record["method"], record["path"])
