@@ -354,7 +354,7 @@ fn state_for(
         .map(|r| r.cache_ttl)
         .unwrap_or_default();
     let keys = Arc::new(TieredKeys::new(
-        PgKeys::new(pool.clone()),
+        PgKeys::new(pool.clone(), config.db_timeout),
         redis.cloned(),
         config.cache_ttl,
         l2_ttl,
