@@ -325,6 +325,7 @@ fn watcher_for(
             status,
             reload_interval: config.db_reload_interval,
             usage_interval: config.last_used_interval,
+            db_timeout: config.db_timeout,
             hangups,
         }),
     })
