@@ -310,6 +310,10 @@ impl Redis {
                 _ = stop.changed() => return,
                 _ = tick.tick() => {}
             }
+            // Behind Sentinel, connections follow a new master at once.
+            if self.pool.master_moved(self.timeout).await {
+                self.forget_connections();
+            }
             // Asked even while up, so an idle replica notices an outage too.
             let answered = self.ping().await;
             let was_up = self.up.swap(answered, Ordering::Relaxed);

@@ -6,9 +6,14 @@
 //! - One node: a multiplexed connection, as before.
 //! - Sentinel: the pool asks the Sentinels for the master (the client
 //!   checks its `ROLE`) each time it opens a connection. After a failover
-//!   the old master refuses writes (`READONLY`) or stops answering; either
-//!   is a failed call, which drops every thread's connection
-//!   (`Redis::failed`), so the next ones are opened to the new master.
+//!   the old master may go on accepting writes for seconds, until a
+//!   Sentinel demotes it (and only then kills its clients): writes there
+//!   would be lost, and replicas opening new connections would count on
+//!   the new master meanwhile. So the probe asks the Sentinels which node
+//!   is the master every round ([`Pool::master_moved`]); when it changed,
+//!   every thread's connection is dropped and the next ones go to the new
+//!   master. A master that stops answering or refuses writes (`READONLY`)
+//!   fails calls, which drops the connections too (`Redis::failed`).
 //! - Cluster: the client learns the slot map from the seed nodes, follows
 //!   `MOVED`/`ASK` and refreshes the map itself. A script's keys must hash
 //!   to one slot: `Redis::hash_tag` names keys so that they do.
@@ -18,6 +23,7 @@
 
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
+use deadpool_redis::redis::sentinel::{SentinelClient, SentinelServerType};
 use deadpool_redis::redis::{self, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 use deadpool_redis::{PoolConfig, PoolError, Runtime, Status};
 
@@ -63,8 +69,14 @@ impl ConnectionLike for Connection {
 /// are opened at once and how long that may take.
 pub enum Pool {
     Single(deadpool_redis::Pool),
-    Sentinel(deadpool_redis::sentinel::Pool),
+    Sentinel(deadpool_redis::sentinel::Pool, MasterWatch),
     Cluster(deadpool_redis::cluster::Pool),
+}
+
+/// Which node the Sentinels name as the master, as last seen.
+pub struct MasterWatch {
+    sentinels: tokio::sync::Mutex<SentinelClient>,
+    master: std::sync::Mutex<Option<String>>,
 }
 
 impl Pool {
@@ -90,7 +102,19 @@ impl Pool {
                 )
                 .with_node_connection_info(Some(node_info(node)?));
                 config.pool = Some(pool);
-                Pool::Sentinel(config.create_pool(runtime).map_err(failed)?)
+                let node = node_info(node)?.into();
+                let client = SentinelClient::build(
+                    sentinels.clone(),
+                    master.clone(),
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(|_| anyhow::anyhow!("GATEKEEPER_REDIS_URL: bad Sentinel addresses"))?;
+                let watch = MasterWatch {
+                    sentinels: tokio::sync::Mutex::new(client),
+                    master: std::sync::Mutex::new(None),
+                };
+                Pool::Sentinel(config.create_pool(runtime).map_err(failed)?, watch)
             }
             RedisTarget::Cluster { nodes } => {
                 let mut config = deadpool_redis::cluster::Config::from_urls(nodes.clone());
@@ -109,7 +133,7 @@ impl Pool {
     pub async fn take(&self) -> Result<Connection, PoolError> {
         Ok(match self {
             Pool::Single(p) => Connection::Node(deadpool_redis::Connection::take(p.get().await?)),
-            Pool::Sentinel(p) => {
+            Pool::Sentinel(p, _) => {
                 Connection::Node(deadpool_redis::sentinel::Connection::take(p.get().await?))
             }
             Pool::Cluster(p) => {
@@ -118,10 +142,36 @@ impl Pool {
         })
     }
 
+    /// Sentinel: whether the Sentinels now name another master than when
+    /// last asked (the first answer moves nothing). Asks within `timeout`;
+    /// no answer moves nothing either (the calls tell whether Redis works).
+    /// Always `false` for the other topologies.
+    pub async fn master_moved(&self, timeout: std::time::Duration) -> bool {
+        let Pool::Sentinel(_, watch) = self else {
+            return false;
+        };
+        let asked = async {
+            let mut sentinels = watch.sentinels.lock().await;
+            let client = sentinels.async_get_client().await.ok()?;
+            Some(client.get_connection_info().addr.to_string())
+        };
+        let Ok(Some(now)) = tokio::time::timeout(timeout, asked).await else {
+            return false;
+        };
+        let mut seen = watch.master.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.replace(now.clone()) {
+            Some(before) if before != now => {
+                tracing::warn!(from = %before, to = %now, "Redis Sentinel names a new master; reconnecting");
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> Status {
         match self {
             Pool::Single(p) => p.status(),
-            Pool::Sentinel(p) => p.status(),
+            Pool::Sentinel(p, _) => p.status(),
             Pool::Cluster(p) => p.status(),
         }
     }
