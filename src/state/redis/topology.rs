@@ -69,7 +69,7 @@ impl ConnectionLike for Connection {
 /// are opened at once and how long that may take.
 pub enum Pool {
     Single(deadpool_redis::Pool),
-    Sentinel(deadpool_redis::sentinel::Pool, MasterWatch),
+    Sentinel(deadpool_redis::sentinel::Pool, Box<MasterWatch>),
     Cluster(deadpool_redis::cluster::Pool),
 }
 
@@ -114,7 +114,10 @@ impl Pool {
                     sentinels: tokio::sync::Mutex::new(client),
                     master: std::sync::Mutex::new(None),
                 };
-                Pool::Sentinel(config.create_pool(runtime).map_err(failed)?, watch)
+                Pool::Sentinel(
+                    config.create_pool(runtime).map_err(failed)?,
+                    Box::new(watch),
+                )
             }
             RedisTarget::Cluster { nodes } => {
                 let mut config = deadpool_redis::cluster::Config::from_urls(nodes.clone());
