@@ -409,6 +409,34 @@ mod tests {
         assert_eq!(sent, expected);
     }
 
+    #[test]
+    fn in_a_cluster_a_clients_keys_carry_its_id_as_one_hash_tag() {
+        let (c, g) = (
+            LimitKey("c:team-a".into()),
+            LimitKey("g:team-a:chat".into()),
+        );
+        let l = limit(2, Duration::from_secs(60), 2);
+        assert_eq!(
+            tagged_key("p:rl:", &c, &l),
+            "p:rl:{team-a}c:team-a#2/60000000000ns/2"
+        );
+        assert_eq!(
+            tagged_key("p:rl:", &g, &l),
+            "p:rl:{team-a}g:team-a:chat#2/60000000000ns/2"
+        );
+        assert_eq!(
+            redis_key("p:rl:", &c, &l),
+            "p:rl:c:team-a#2/60000000000ns/2"
+        );
+        let charges = [Charge { key: &g, limit: l }, Charge { key: &c, limit: l }];
+        let ask = Ask::tagged("p:rl:", &charges, Mode::Charge).unwrap();
+        assert_eq!(ask.group(), Some("team-a"));
+        assert_eq!(
+            Ask::new("p:rl:", &charges, Mode::Charge).unwrap().group(),
+            None
+        );
+    }
+
     fn limit(count: u32, window: Duration, burst: u32) -> Limit {
         Limit {
             count,
