@@ -10,11 +10,21 @@
 #                                                   Sentinels BASE+10..BASE+12
 #                                                   (default 16410), master
 #                                                   name `mymaster`, quorum 2
+#                                                   (TOPOLOGY_CLUSTER_REPLICAS=1:
+#                                                   and a replica of each on
+#                                                   BASE+3..BASE+5)
+#   redis_topologies.sh failover cluster DIR [BASE] CLUSTER FAILOVER on a replica,
+#                                                   waits until it is a master
+#                                                   the others agree on; prints
+#                                                   its port
 #   redis_topologies.sh failover sentinel DIR [BASE]  SENTINEL FAILOVER, waits
 #                                                   until the replica is the
 #                                                   master; prints its port
 #   redis_topologies.sh master sentinel DIR [BASE]  prints the master's port
 #   redis_topologies.sh stop cluster|sentinel DIR   stops DIR's servers
+#
+# TOPOLOGY_MIN_REPLICAS=N gives the data nodes `min-replicas-to-write N` and
+# `min-replicas-max-lag 1`: a master refuses writes unless N replicas follow.
 #
 # Every wait is bounded (TOPOLOGY_TIMEOUT seconds, default 30); a set-up that
 # does not come up is stopped again and the script exits 1. Needs
@@ -76,22 +86,56 @@ fail_start() { stop_all; die "$*"; }
 
 cluster_ok() { cli "$1" cluster info | grep -q '^cluster_state:ok'; }
 
+cluster_ports() {
+    local n=3
+    [ "${TOPOLOGY_CLUSTER_REPLICAS:-0}" = 1 ] && n=6
+    seq "$BASE" $((BASE + n - 1))
+}
+
 start_cluster() {
-    local p ports=()
-    for p in $BASE $((BASE + 1)) $((BASE + 2)); do
+    local p ports=() replicas=()
+    [ "${TOPOLOGY_CLUSTER_REPLICAS:-0}" = 1 ] && replicas=(--cluster-replicas 1)
+    for p in $(cluster_ports); do
         answers "$p" && fail_start "port $p is taken"
         server "$p" --cluster-enabled yes --cluster-config-file "$DIR/nodes-$p.conf" \
             --cluster-node-timeout 2000
         ports+=("127.0.0.1:$p")
     done
-    for p in $BASE $((BASE + 1)) $((BASE + 2)); do
+    for p in $(cluster_ports); do
         until_ok answers "$p" || fail_start "node $p did not start"
     done
-    redis-cli --cluster create "${ports[@]}" --cluster-yes >"$DIR/create.log" 2>&1 ||
+    redis-cli --cluster create "${ports[@]}" "${replicas[@]}" --cluster-yes >"$DIR/create.log" 2>&1 ||
         fail_start "cluster create failed (see $DIR/create.log)"
-    for p in $BASE $((BASE + 1)) $((BASE + 2)); do
+    for p in $(cluster_ports); do
         until_ok cluster_ok "$p" || fail_start "node $p never saw the cluster ok"
     done
+    if [ ${#replicas[@]} -gt 0 ]; then
+        for p in $(cluster_ports); do
+            [ "$(cli "$p" role | head -1)" = slave ] || continue
+            until_ok replica_linked "$p" || fail_start "replica $p never linked"
+        done
+    fi
+}
+
+promoted() { # PORT is a master, and every node's map says so
+    local p
+    [ "$(cli "$1" role | head -1)" = master ] || return 1
+    for p in $(cluster_ports); do
+        answers "$p" || continue
+        cli "$p" cluster nodes | grep -q "127.0.0.1:$1@[0-9]* [a-z,]*master" || return 1
+    done
+}
+
+cluster_failover() {
+    local p
+    for p in $(cluster_ports); do
+        [ "$(cli "$p" role | head -1)" = slave ] || continue
+        [ "$(cli "$p" cluster failover)" = OK ] || die "CLUSTER FAILOVER refused by $p"
+        until_ok promoted "$p" || die "$p not promoted within ${TIMEOUT}s"
+        echo "$p"
+        return 0
+    done
+    die "no replica to fail over to (TOPOLOGY_CLUSTER_REPLICAS=1)"
 }
 
 sentinel_port() { echo $((BASE + 10 + $1)); }
@@ -122,8 +166,12 @@ start_sentinel() {
     for port in $BASE $((BASE + 1)) $(sentinel_port 0) $(sentinel_port 1) $(sentinel_port 2); do
         answers "$port" && fail_start "port $port is taken"
     done
-    server "$BASE"
-    server "$((BASE + 1))" --replicaof 127.0.0.1 "$BASE"
+    local guard=()
+    if [ -n "${TOPOLOGY_MIN_REPLICAS:-}" ]; then
+        guard=(--min-replicas-to-write "$TOPOLOGY_MIN_REPLICAS" --min-replicas-max-lag 1)
+    fi
+    server "$BASE" "${guard[@]}"
+    server "$((BASE + 1))" --replicaof 127.0.0.1 "$BASE" "${guard[@]}"
     for s in 0 1 2; do
         port=$(sentinel_port $s)
         cat >"$DIR/sentinel-$port.conf" <<CONF
@@ -165,6 +213,7 @@ case "$ACTION:$KIND" in
 start:cluster) start_cluster ;;
 start:sentinel) start_sentinel ;;
 failover:sentinel) failover ;;
+failover:cluster) cluster_failover ;;
 master:sentinel) master_port ;;
 stop:*) stop_all ;;
 *) echo "unknown action $ACTION for $KIND" >&2; exit 2 ;;

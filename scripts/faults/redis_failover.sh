@@ -8,7 +8,9 @@
 # on `redis+sentinel://…/mymaster` (GATEKEEPER_REDIS_FAILURE=deny). Under load,
 # at 1/4 of the run a SENTINEL FAILOVER, then, once the old master follows the
 # new one, a SIGKILL of the new master (Sentinel promotes the other again).
-# Cluster: three masters, two replicas on `redis+cluster://…`, the same load.
+# Cluster: three masters with a replica each, two gatekeepers on
+# `redis+cluster://…`, the same load; at 1/4 a CLUSTER FAILOVER, at 1/2 a SIGKILL
+# of the master that failover made (its replica takes over after 2 s).
 #
 # The load: 8 threads, four clients with a limit of 200/1m each, every tenth
 # request with a revoked key, alternating between the replicas. Prints per
@@ -143,7 +145,9 @@ start_gatekeepers "redis+sentinel://127.0.0.1:16450,127.0.0.1:16451,127.0.0.1:16
     echo "[sentinel] $(date +%T.%N | cut -c1-12) $other is master ($(role_of $other)); $first restarts as its replica"
     redis-server --port "$first" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
         --dir "$DIR/sentinel" --pidfile "$DIR/sentinel/redis-$first.pid" \
-        --logfile "$DIR/sentinel/redis-$first.log" --replicaof 127.0.0.1 "$other" >/dev/null
+        --logfile "$DIR/sentinel/redis-$first.log" --replicaof 127.0.0.1 "$other" \
+        ${TOPOLOGY_MIN_REPLICAS:+--min-replicas-to-write "$TOPOLOGY_MIN_REPLICAS" --min-replicas-max-lag 1} \
+        >/dev/null
     for _ in $(seq 150); do follows "$first" && break; sleep 0.1; done
     sleep "$(python3 -c "print($SECONDS_TO_RUN / 4)")"
     echo "[sentinel] $(date +%T.%N | cut -c1-12) SENTINEL FAILOVER"
@@ -157,11 +161,27 @@ stop_gatekeepers
 bash "$TOPO" stop sentinel "$DIR/sentinel"
 
 # ── Cluster ───────────────────────────────────────────────────────────────
+export TOPOLOGY_CLUSTER_REPLICAS=1
 bash "$TOPO" start cluster "$DIR/cluster" 16430
 start_gatekeepers "redis+cluster://127.0.0.1:16430,127.0.0.1:16431,127.0.0.1:16432"
+(
+    sleep "$(python3 -c "print($SECONDS_TO_RUN / 4)")"
+    echo "[cluster] $(date +%T.%N | cut -c1-12) CLUSTER FAILOVER"
+    new=$(bash "$TOPO" failover cluster "$DIR/cluster" 16430)
+    echo "[cluster] $(date +%T.%N | cut -c1-12) $new is a master"
+    sleep "$(python3 -c "print($SECONDS_TO_RUN / 4)")"
+    replica=$(redis-cli -p "$new" role | sed -n 4p)
+    echo "[cluster] $(date +%T.%N | cut -c1-12) SIGKILL the master $new (replica $replica)"
+    kill -9 "$(cat "$DIR/cluster/redis-$new.pid")"
+    for _ in $(seq 150); do [ "$(role_of "$replica")" = master ] && break; sleep 0.1; done
+    echo "[cluster] $(date +%T.%N | cut -c1-12) $replica is $(role_of "$replica")"
+) &
+FAULTS=$!
 load cluster 0 || rc=1
-for p in 16430 16431 16432; do
-    echo "[cluster] node $p holds $(redis-cli -p $p --scan --pattern 'gkfault:*' | wc -l) keys"
+wait "$FAULTS" || rc=1
+for p in $(seq 16430 16435); do
+    [ "$(role_of $p)" = master ] &&
+        echo "[cluster] master $p holds $(redis-cli -p $p --scan --pattern 'gkfault:*' | wc -l) keys"
 done
 stop_gatekeepers
 grep -h '"level":"WARN"\|WARN' "$DIR"/gatekeeper-*.log | cut -c1-200 | sort | uniq -c | sort -rn | head -5 || true
