@@ -1,13 +1,14 @@
 //! Redis Cluster (issue 19, item 9), against a real local 3-master cluster
 //! (`scripts/redis_topologies.sh`): limits shared by two Apps through the
-//! cluster with clients' keys on several masters, HMAC nonces accepted
+//! cluster with clients' keys on several masters, and through a `CLUSTER
+//! FAILOVER` under load (the client follows `MOVED`), HMAC nonces accepted
 //! once across Apps, and the credential cache's scripts on one slot.
 //! Skipped, with a message, only when redis-server is not installed.
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use common::hmac::{OPS_POLICY, OPS_SECRET};
 use common::topology::Topology;
@@ -211,4 +212,69 @@ async fn the_credential_cache_fills_hits_and_forgets_through_a_cluster() {
         1,
         "the cache lives on one slot: {holding:?}"
     );
+}
+
+#[test]
+fn limits_stay_exact_through_a_cluster_failover_under_load() {
+    let Some(cluster) = Topology::cluster_with_replicas(16423) else {
+        return;
+    };
+    let keys: Vec<Key> = (0..CLIENTS).map(|_| new_key()).collect();
+    let (url, prefix) = (cluster.url(), "gkf:");
+    let policy = policy(&keys);
+    let apps = [
+        spawn_app_with_env(&policy, &env(&url, prefix)),
+        spawn_app_with_env(&policy, &env(&url, prefix)),
+    ];
+    let admitted: Vec<AtomicUsize> = (0..CLIENTS).map(|_| AtomicUsize::new(0)).collect();
+    let (unavailable, slowest) = (AtomicUsize::new(0), AtomicU64::new(0));
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    // The failover comes once every client is at its limit: a slot whose
+    // state was lost, or that a client kept asking the old master for,
+    // would admit a burst again.
+    std::thread::scope(|s| {
+        for thread in 0..4 {
+            let (apps, keys, admitted) = (&apps, &keys, &admitted);
+            let (unavailable, slowest, stop) = (&unavailable, &slowest, &stop);
+            s.spawn(move || {
+                let mut round = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    round += 1;
+                    for (c, key) in keys.iter().enumerate() {
+                        let t = Instant::now();
+                        let r = chat(&apps[(thread + round + c) % 2], &key.key);
+                        slowest.fetch_max(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        match (r.status, r.reason()) {
+                            (200, _) => {
+                                admitted[c].fetch_add(1, Ordering::Relaxed);
+                            }
+                            (_, "rate_limited") => {}
+                            (_, "store_unavailable") => {
+                                unavailable.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => panic!("unexpected answer {other:?}"),
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let promoted = cluster.failover();
+        eprintln!("CLUSTER FAILOVER: {promoted} is a master");
+        std::thread::sleep(Duration::from_millis(1000));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let elapsed = started.elapsed();
+    let admitted: Vec<usize> = admitted.into_iter().map(AtomicUsize::into_inner).collect();
+    let slowest = Duration::from_millis(slowest.into_inner());
+    let unavailable = unavailable.into_inner();
+    eprintln!("admitted {admitted:?} in {elapsed:?}, {unavailable} store_unavailable, slowest {slowest:?}");
+    // The burst, a token every 2 s since the start, and one for a race.
+    let allowed = LIMIT + elapsed.as_secs() as usize / 2 + 1;
+    for (c, n) in admitted.iter().enumerate() {
+        assert!(*n <= allowed, "team-{c}: {n} admitted, at most {allowed}");
+    }
+    assert!(slowest < Duration::from_secs(2), "{slowest:?}");
 }

@@ -25,27 +25,40 @@ pub struct Topology {
     kind: &'static str,
     dir: tempfile::TempDir,
     base: u16,
+    /// Cluster: a replica for each master, on `base`+3..`base`+5.
+    replicas: bool,
 }
 
 impl Topology {
     /// A Cluster on `base`..`base`+2, or `None` (with a message) when
     /// redis-server is missing.
     pub fn cluster(base: u16) -> Option<Topology> {
-        Topology::start("cluster", base)
+        Topology::start("cluster", base, false)
+    }
+
+    /// A Cluster of 3 masters on `base`..`base`+2 and their replicas on
+    /// `base`+3..`base`+5 (which is which may change with failovers).
+    pub fn cluster_with_replicas(base: u16) -> Option<Topology> {
+        Topology::start("cluster", base, true)
     }
 
     /// Master `base`, replica `base`+1, Sentinels `base`+10..`base`+12.
     pub fn sentinel(base: u16) -> Option<Topology> {
-        Topology::start("sentinel", base)
+        Topology::start("sentinel", base, false)
     }
 
-    fn start(kind: &'static str, base: u16) -> Option<Topology> {
+    fn start(kind: &'static str, base: u16, replicas: bool) -> Option<Topology> {
         if !available() {
             eprintln!("SKIPPED: redis-server or redis-cli not found; no {kind} to test against");
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let topology = Topology { kind, dir, base };
+        let topology = Topology {
+            kind,
+            dir,
+            base,
+            replicas,
+        };
         let out = topology.run("start");
         assert!(out.0, "starting the {kind} failed: {}", out.1);
         Some(topology)
@@ -57,6 +70,10 @@ impl Topology {
             .args([action, self.kind])
             .arg(self.dir.path())
             .arg(self.base.to_string())
+            .env(
+                "TOPOLOGY_CLUSTER_REPLICAS",
+                if self.replicas { "1" } else { "0" },
+            )
             .output()
             .expect("run redis_topologies.sh");
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
@@ -82,11 +99,12 @@ impl Topology {
         }
     }
 
-    /// The data nodes' ports (masters of a cluster; master and replica).
+    /// The data nodes' ports (of a cluster: every node; master and replica).
     pub fn nodes(&self) -> Vec<u16> {
         let b = self.base;
-        match self.kind {
-            "cluster" => vec![b, b + 1, b + 2],
+        match (self.kind, self.replicas) {
+            ("cluster", false) => vec![b, b + 1, b + 2],
+            ("cluster", true) => (b..b + 6).collect(),
             _ => vec![b, b + 1],
         }
     }
@@ -98,7 +116,8 @@ impl Topology {
         out.trim().parse().expect("a port")
     }
 
-    /// Sentinel: a `SENTINEL FAILOVER`, waited for; the new master's port.
+    /// A `SENTINEL FAILOVER` or (cluster with replicas) a `CLUSTER
+    /// FAILOVER` on a replica, waited for; the new master's port.
     pub fn failover(&self) -> u16 {
         let (ok, out) = self.run("failover");
         assert!(ok, "failover: {out}");
