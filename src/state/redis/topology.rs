@@ -23,7 +23,6 @@
 
 use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
 use deadpool_redis::redis::cluster_async::ClusterConnection;
-use deadpool_redis::redis::sentinel::{SentinelClient, SentinelServerType};
 use deadpool_redis::redis::{self, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 use deadpool_redis::{PoolConfig, PoolError, Runtime, Status};
 
@@ -73,10 +72,60 @@ pub enum Pool {
     Cluster(deadpool_redis::cluster::Pool),
 }
 
-/// Which node the Sentinels name as the master, as last seen.
+/// Which node the Sentinels name as the master, as last seen. Asks one
+/// Sentinel at a time over a connection it keeps; a Sentinel that fails or
+/// is too slow is dropped for the next one.
 pub struct MasterWatch {
-    sentinels: tokio::sync::Mutex<SentinelClient>,
+    sentinels: Vec<redis::Client>,
+    name: String,
+    asking: tokio::sync::Mutex<Asking>,
     master: std::sync::Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct Asking {
+    /// The Sentinel asked last, and its connection while it answers.
+    at: usize,
+    conn: Option<MultiplexedConnection>,
+}
+
+impl MasterWatch {
+    fn new(sentinels: &[String], name: &str) -> anyhow::Result<MasterWatch> {
+        let sentinels = sentinels
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| anyhow::anyhow!("GATEKEEPER_REDIS_URL: bad Sentinel addresses"))?;
+        Ok(MasterWatch {
+            sentinels,
+            name: name.to_owned(),
+            asking: tokio::sync::Mutex::new(Asking::default()),
+            master: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// `host:port` of the master one Sentinel names. Unbounded: the caller
+    /// bounds it, and a cancelled ask leaves no connection behind (it is
+    /// taken out while in use), so the next ask tries the next Sentinel.
+    async fn ask(&self) -> Option<String> {
+        let mut asking = self.asking.lock().await;
+        let mut conn = match asking.conn.take() {
+            Some(conn) => conn,
+            None => {
+                asking.at = (asking.at + 1) % self.sentinels.len();
+                let sentinel = &self.sentinels[asking.at];
+                sentinel.get_multiplexed_async_connection().await.ok()?
+            }
+        };
+        let (host, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&self.name)
+            .query_async::<Option<(String, u16)>>(&mut conn)
+            .await
+            .ok()??;
+        asking.conn = Some(conn);
+        Some(format!("{host}:{port}"))
+    }
 }
 
 impl Pool {
@@ -102,18 +151,7 @@ impl Pool {
                 )
                 .with_node_connection_info(Some(node_info(node)?));
                 config.pool = Some(pool);
-                let node = node_info(node)?.into();
-                let client = SentinelClient::build(
-                    sentinels.clone(),
-                    master.clone(),
-                    Some(node),
-                    SentinelServerType::Master,
-                )
-                .map_err(|_| anyhow::anyhow!("GATEKEEPER_REDIS_URL: bad Sentinel addresses"))?;
-                let watch = MasterWatch {
-                    sentinels: tokio::sync::Mutex::new(client),
-                    master: std::sync::Mutex::new(None),
-                };
+                let watch = MasterWatch::new(sentinels, master)?;
                 Pool::Sentinel(
                     config.create_pool(runtime).map_err(failed)?,
                     Box::new(watch),
@@ -153,12 +191,7 @@ impl Pool {
         let Pool::Sentinel(_, watch) = self else {
             return false;
         };
-        let asked = async {
-            let mut sentinels = watch.sentinels.lock().await;
-            let client = sentinels.async_get_client().await.ok()?;
-            Some(client.get_connection_info().addr.to_string())
-        };
-        let Ok(Some(now)) = tokio::time::timeout(timeout, asked).await else {
+        let Ok(Some(now)) = tokio::time::timeout(timeout, watch.ask()).await else {
             return false;
         };
         let mut seen = watch.master.lock().unwrap_or_else(|e| e.into_inner());
