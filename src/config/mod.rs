@@ -18,11 +18,13 @@ use crate::core::seal::MasterKey;
 mod cidr;
 mod env;
 mod help;
+pub mod redis_url;
 pub mod settings;
 mod values;
 
 pub use cidr::Cidr;
 pub use help::{settings_help, settings_markdown};
+pub use redis_url::RedisTarget;
 pub use settings::{unknown_variables, Setting, SETTINGS};
 pub use values::parse_duration;
 
@@ -78,6 +80,8 @@ pub enum RedisFailure {
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
     pub url: SecretSetting,
+    /// The topology the URL names (`config::redis_url`).
+    pub target: RedisTarget,
     pub prefix: String,
     pub timeout: Duration,
     pub failure: RedisFailure,
@@ -263,12 +267,7 @@ fn redis_settings(env: &Env) -> Result<Option<RedisSettings>, ConfigError> {
     let Some(url) = env.secret(&s::REDIS_URL)? else {
         return Ok(None);
     };
-    if deadpool_redis::redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
-        return Err(err(
-            s::REDIS_URL.name,
-            "expected redis://[user:password@]host[:port][/db] or unix:///path",
-        ));
-    }
+    let target = redis_url::parse(&url).map_err(|why| err(s::REDIS_URL.name, why))?;
     let failure = match env.get(&s::REDIS_FAILURE) {
         None | Some("local") => RedisFailure::Local,
         Some("deny") => RedisFailure::Deny,
@@ -276,6 +275,7 @@ fn redis_settings(env: &Env) -> Result<Option<RedisSettings>, ConfigError> {
     };
     Ok(Some(RedisSettings {
         url: SecretSetting(url),
+        target,
         prefix: env
             .get(&s::REDIS_PREFIX)
             .unwrap_or(DEFAULT_REDIS_PREFIX)

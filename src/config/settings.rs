@@ -208,8 +208,9 @@ pub const REDIS_URL: Setting = secret(
     "GATEKEEPER_REDIS_URL",
     "GATEKEEPER_REDIS_URL_FILE",
     Unset,
-    "`redis://[user:pass@]host[:port][/db]`: state shared by replicas (limits, nonces, failures, \
-     L2 cache)",
+    "`redis://[user:pass@]host[:port][/db]`, `redis+sentinel://[user:pass@]host[:port][,…]/master[/db]` \
+     or `redis+cluster://[user:pass@]host[:port][,…]`: state shared by replicas (limits, nonces, \
+     failures, L2 cache)",
 );
 pub const REDIS_PREFIX: Setting = plain(
     "GATEKEEPER_REDIS_PREFIX",

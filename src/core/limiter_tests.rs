@@ -389,3 +389,13 @@ fn a_verdict_from_a_stores_debt_and_ahead_matches_the_local_judgement() {
         })
     );
 }
+
+#[test]
+fn a_clients_own_and_grant_limits_share_an_owner_other_keys_own_themselves() {
+    assert_eq!(key("c:team-a").owner(), "team-a");
+    assert_eq!(key("g:team-a:route-1").owner(), "team-a");
+    assert_eq!(key("g:team-a:/v1/x:y").owner(), "team-a");
+    assert_eq!(key("f:10.0.0.1").owner(), "f:10.0.0.1");
+    assert_eq!(key("f:2001:db8:0:1::/64").owner(), "f:2001:db8:0:1::/64");
+    assert_eq!(key("plain").owner(), "plain");
+}
