@@ -1,6 +1,12 @@
 //! The two HMAC nonce stores behind `Nonces`: in process (each (client,
 //! nonce) accepted once while its signature could still be fresh; shared by
 //! all workers; bounded in memory) and in Redis, shared by the replicas.
+//!
+//! Each also says when its memory began ([`NonceCheck::began`]): the
+//! in-process store at the start of the process (a restart forgets every
+//! nonce); Redis at the second recorded in its epoch marker, a key beside
+//! the nonces that is lost when they are (see `Redis::insert_nonce_once`).
+//! What to refuse because of it is decided in `decide::verify::hmac`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Dependency, Outage};
 
 use super::redis::{Redis, Unavailable};
-use super::{Answer, Nonces};
+use super::{Answer, NonceCheck, Nonces};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum NonceOutcome {
@@ -24,13 +30,16 @@ type Seen = HashMap<(Box<str>, Box<str>), i64>;
 pub struct NonceStore {
     seen: Mutex<Seen>,
     capacity: usize,
+    /// The Unix second this store was created: the process's start.
+    began: i64,
 }
 
 impl NonceStore {
-    pub fn new(capacity: usize) -> NonceStore {
+    pub fn new(capacity: usize, began: i64) -> NonceStore {
         NonceStore {
             seen: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+            began,
         }
     }
 
@@ -67,10 +76,14 @@ impl Nonces for NonceStore {
         nonce: &'a str,
         now: i64,
         until: i64,
-    ) -> Answer<'a, bool> {
+    ) -> Answer<'a, NonceCheck> {
+        let began = self.began;
         let answer = match NonceStore::insert_once(self, client, nonce, now, until) {
-            NonceOutcome::Fresh => Ok(true),
-            NonceOutcome::Replayed => Ok(false),
+            NonceOutcome::Fresh => Ok(NonceCheck { fresh: true, began }),
+            NonceOutcome::Replayed => Ok(NonceCheck {
+                fresh: false,
+                began,
+            }),
             NonceOutcome::Full => Err(Outage::of(Dependency::NonceStore)),
         };
         Box::pin(std::future::ready(answer))
@@ -93,12 +106,14 @@ impl Nonces for RedisNonces {
         nonce: &'a str,
         now: i64,
         until: i64,
-    ) -> Answer<'a, bool> {
+    ) -> Answer<'a, NonceCheck> {
         Box::pin(async move {
-            self.0
-                .insert_nonce_once(client, nonce, redis_nonce_ttl(now, until))
+            let (fresh, began) = self
+                .0
+                .insert_nonce_once(client, nonce, redis_nonce_ttl(now, until), now)
                 .await
-                .map_err(|Unavailable| Outage::of(Dependency::Redis))
+                .map_err(|Unavailable| Outage::of(Dependency::Redis))?;
+            Ok(NonceCheck { fresh, began })
         })
     }
 }
@@ -122,16 +137,41 @@ mod tests {
 
     #[test]
     fn a_nonce_is_accepted_once_per_client_until_it_expires() {
-        let s = NonceStore::new(10);
+        let s = NonceStore::new(10, 0);
         assert_eq!(s.insert_once("a", "n", 100, 700), NonceOutcome::Fresh);
         assert_eq!(s.insert_once("a", "n", 200, 800), NonceOutcome::Replayed);
         assert_eq!(s.insert_once("b", "n", 200, 800), NonceOutcome::Fresh);
         assert_eq!(s.insert_once("a", "n", 701, 1301), NonceOutcome::Fresh);
     }
 
+    #[tokio::test]
+    async fn the_store_says_its_memory_began_when_it_was_created() {
+        let s = NonceStore::new(10, 1_000);
+        let first = Nonces::insert_once(&s, "a", "n", 1_010, 1_310)
+            .await
+            .unwrap();
+        let again = Nonces::insert_once(&s, "a", "n", 1_011, 1_310)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            NonceCheck {
+                fresh: true,
+                began: 1_000
+            }
+        );
+        assert_eq!(
+            again,
+            NonceCheck {
+                fresh: false,
+                began: 1_000
+            }
+        );
+    }
+
     #[test]
     fn a_full_store_refuses_rather_than_forgets() {
-        let s = NonceStore::new(2);
+        let s = NonceStore::new(2, 0);
         assert_eq!(s.insert_once("a", "1", 0, 100), NonceOutcome::Fresh);
         assert_eq!(s.insert_once("a", "2", 0, 100), NonceOutcome::Fresh);
         assert_eq!(s.insert_once("a", "3", 0, 100), NonceOutcome::Full);

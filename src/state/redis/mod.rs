@@ -310,28 +310,84 @@ impl Redis {
 
     /// Accepts (client, nonce) once until `ttl_secs` from now: `SET NX EX`,
     /// atomic across replicas. The key is a digest, so neither the client's
-    /// chosen nonce nor its length reaches Redis as a name.
+    /// chosen nonce nor its length reaches Redis as a name. Also answers
+    /// since when Redis remembers nonces (the epoch marker, see
+    /// [`NONCE_SCRIPT`]), created with `now` when missing — one round trip.
     pub async fn insert_nonce_once(
         &self,
         client: &str,
         nonce: &str,
         ttl_secs: u64,
-    ) -> Result<bool, Unavailable> {
+        now: i64,
+    ) -> Result<(bool, i64), Unavailable> {
         let key = self.key(&format!("nonce:{}", name_digest(&[client, nonce])));
+        let epoch = self.key(NONCE_EPOCH);
         self.call("nonce", |mut conn| async move {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("NX")
-                .arg("EX")
+            let (fresh, began): (i64, i64) = NONCE_SCRIPT
+                .key(&key)
+                .key(&epoch)
                 .arg(ttl_secs.max(1))
-                .query_async(&mut conn)
+                .arg(nonce_epoch_for(now))
+                .invoke_async(&mut conn)
                 .await?;
-            Ok(set.is_some())
+            Ok((fresh == 1, began))
+        })
+        .await
+    }
+
+    /// Creates the epoch marker unless it exists, so that a first start
+    /// (or a start after Redis lost its data) begins the nonces' memory at
+    /// once rather than at the first signed request.
+    pub async fn mark_nonce_epoch(&self, now: i64) -> Result<(), Unavailable> {
+        let epoch = self.key(NONCE_EPOCH);
+        self.call("nonce_epoch", |mut conn| async move {
+            redis::cmd("SET")
+                .arg(&epoch)
+                .arg(nonce_epoch_for(now))
+                .arg("NX")
+                .query_async::<Option<String>>(&mut conn)
+                .await?;
+            Ok(())
         })
         .await
     }
 }
+
+/// The epoch marker's name under the prefix: the Unix second Redis's
+/// memory of nonces began. No TTL: it lives exactly as long as the keyspace
+/// keeps what it was given (see README, "Redis", on eviction).
+pub const NONCE_EPOCH: &str = "nonce-epoch";
+
+/// The second a marker created at `now` records: one later, for replicas
+/// whose clocks run up to a second ahead of the one that writes it (a
+/// nonce they accepted "at" that second must still count as before it).
+fn nonce_epoch_for(now: i64) -> i64 {
+    now.saturating_add(1)
+}
+
+/// KEYS[1]: the nonce, KEYS[2]: the epoch marker. ARGV[1]: the nonce's
+/// TTL in seconds, ARGV[2]: the second to record when the marker is
+/// missing. Returns {1 if the nonce was new else 0, the marker}. A marker
+/// that is not an integer fails the call: no answer, never an allow.
+static NONCE_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local began = redis.call('GET', KEYS[2])
+if not began then
+  began = ARGV[2]
+  redis.call('SET', KEYS[2], began)
+end
+local n = tonumber(began)
+if not n or n ~= math.floor(n) then
+  return redis.error_reply('bad nonce epoch')
+end
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return {1, n}
+end
+return {0, n}
+"#,
+    )
+});
 
 /// Hex SHA-256 of length-prefixed parts: a fixed-size key name for values a
 /// client chose.
