@@ -5,8 +5,8 @@
 //! (`stale_signature`); a restart with Redis configured keeps the nonces.
 //!
 //! Apps run in process with a clock the test moves; Redis is a private
-//! `redis-server` on port 19969 (started and stopped here), so restarting
-//! it touches no other test.
+//! `redis-server` on port 19968 or 19969 (started and stopped here), so
+//! restarting it touches no other test.
 
 mod common;
 
@@ -157,33 +157,37 @@ fn a_timestamp_further_ahead_than_allowed_is_stale() {
 
 // ── Redis ───────────────────────────────────────────────────────────────────
 
-const PORT: u16 = 19969;
-
 /// A private `redis-server` without persistence, stopped on drop.
-struct PrivateRedis(Option<Child>);
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
 
 impl PrivateRedis {
-    fn start() -> PrivateRedis {
+    fn start(port: u16) -> PrivateRedis {
         let child = Command::new("redis-server")
-            .args(["--port", &PORT.to_string(), "--bind", "127.0.0.1"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
         let up = poll_until(Duration::from_secs(5), || {
-            TcpStream::connect(("127.0.0.1", PORT)).is_ok()
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        assert!(up, "redis-server on {PORT} did not start");
-        PrivateRedis(Some(child))
+        assert!(up, "redis-server on {port} did not start");
+        PrivateRedis {
+            port,
+            child: Some(child),
+        }
     }
 
-    fn url() -> String {
-        format!("redis://127.0.0.1:{PORT}/0")
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     fn cmd(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
-        let client = redis::Client::open(PrivateRedis::url())?;
+        let client = redis::Client::open(self.url())?;
         let mut conn = client.get_connection()?;
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
@@ -196,11 +200,11 @@ impl PrivateRedis {
     /// gone.
     fn restart(mut self) -> PrivateRedis {
         self.stop();
-        PrivateRedis::start()
+        PrivateRedis::start(self.port)
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = self.cmd(&["SHUTDOWN", "NOSAVE"]);
             let exited = poll_until(Duration::from_secs(5), || {
                 matches!(child.try_wait(), Ok(Some(_)))
@@ -219,16 +223,15 @@ impl Drop for PrivateRedis {
     }
 }
 
-fn start_shared(clock: &Arc<ManualClock>, prefix: &str) -> TestApp {
-    let url = PrivateRedis::url();
+fn start_shared(clock: &Arc<ManualClock>, server: &PrivateRedis, failure: &str) -> TestApp {
+    let url = server.url();
     start(
         clock,
         &[
             ("GATEKEEPER_REDIS_URL", &url),
-            ("GATEKEEPER_REDIS_PREFIX", prefix),
+            ("GATEKEEPER_REDIS_PREFIX", "gkreplay:"),
             ("GATEKEEPER_REDIS_TIMEOUT", "1s"),
-            // An answer from Redis or none: no in-process stand-in here.
-            ("GATEKEEPER_REDIS_FAILURE", "deny"),
+            ("GATEKEEPER_REDIS_FAILURE", failure),
         ],
     )
 }
@@ -258,10 +261,10 @@ fn rand_tag() -> String {
 /// as stale until the window moves past the new memory).
 #[test]
 fn requests_accepted_before_redis_lost_its_data_are_refused_after_it() {
-    let server = PrivateRedis::start();
-    let prefix = "gkreplay:";
+    let server = PrivateRedis::start(19969);
     let clock = ManualClock::at(T0 - 1_000);
-    let first = start_shared(&clock, prefix);
+    // An answer from Redis or none: no in-process stand-in here.
+    let first = start_shared(&clock, &server, "deny");
     assert!(redis_answers(&first));
     clock.set(T0 + 10);
     let sent = across_the_window(T0 + 10, "shared");
@@ -270,7 +273,7 @@ fn requests_accepted_before_redis_lost_its_data_are_refused_after_it() {
     first.stop().unwrap();
 
     // gatekeeper restarts; Redis remembers.
-    let second = start_shared(&clock, prefix);
+    let second = start_shared(&clock, &server, "deny");
     assert!(redis_answers(&second));
     let got = outcomes(&second, &sent);
     assert!(all_refused_as(&got, "replayed_request"), "{got:?}");
@@ -308,5 +311,39 @@ fn requests_accepted_before_redis_lost_its_data_are_refused_after_it() {
         &[signed(T0 + 77, "after-flush")]
     )));
     second.stop().unwrap();
+    drop(server);
+}
+
+/// `local` mode: while Redis is down the in-process stand-in refuses what
+/// Redis accepted (its memory begins at Redis's last answer), and when
+/// Redis is back without its data it refuses what the stand-in accepted.
+#[test]
+fn the_local_stand_in_and_a_returning_redis_refuse_each_others_requests() {
+    let mut server = PrivateRedis::start(19968);
+    let clock = ManualClock::at(T0 - 1_000);
+    let gk = start_shared(&clock, &server, "local");
+    assert!(redis_answers(&gk));
+    clock.set(T0 + 10);
+    let via_redis = across_the_window(T0 + 10, "via-redis");
+    assert!(all_allowed(&outcomes(&gk, &via_redis)));
+
+    server.stop();
+    let got = outcomes(&gk, &via_redis);
+    assert!(all_refused_as(&got, "stale_signature"), "{got:?}");
+    assert_eq!(gk.readyz()["redis"], "degraded");
+    clock.set(T0 + 16);
+    let via_local = signed(T0 + 16, "via-local");
+    assert_eq!(gk.send(&via_local).status, 200);
+
+    let server = PrivateRedis::start(19968);
+    assert!(redis_answers(&gk));
+    let mut sent = via_redis;
+    sent.push(via_local);
+    let got = outcomes(&gk, &sent);
+    assert!(all_refused(&got), "{got:?}");
+    assert_eq!(got[4].1, "stale_signature", "what the stand-in accepted");
+    clock.set(T0 + 23);
+    assert_eq!(gk.send(&signed(T0 + 23, "back")).status, 200);
+    gk.stop().unwrap();
     drop(server);
 }

@@ -33,7 +33,7 @@ use crate::error::Outage;
 use bcrypt::BasicVerifier;
 use fallback::Fallback;
 use limits::{LocalLimits, RedisLimits};
-use nonces::{NonceStore, RedisNonces};
+use nonces::{HandedOver, Handover, NonceStore, RedisNonces, Side};
 use redis::Redis;
 
 /// A store's answer, later.
@@ -139,6 +139,7 @@ impl State {
         started: i64,
     ) -> State {
         let mode = redis.failure_mode();
+        let handover = Arc::new(Handover::default());
         State {
             limits: Box::new(Fallback::new(
                 RedisLimits::new(redis.clone()),
@@ -151,8 +152,12 @@ impl State {
                 RedisFailure::Local,
             )),
             nonces: Box::new(Fallback::new(
-                RedisNonces::new(redis),
-                NonceStore::new(NONCE_CAPACITY, started),
+                HandedOver::new(RedisNonces::new(redis), Side::Shared, handover.clone()),
+                HandedOver::new(
+                    NonceStore::new(NONCE_CAPACITY, started),
+                    Side::Local,
+                    handover,
+                ),
                 mode,
             )),
             bcrypt,

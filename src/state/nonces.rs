@@ -9,6 +9,7 @@
 //! What to refuse because of it is decided in `decide::verify::hmac`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Dependency, Outage};
@@ -118,6 +119,66 @@ impl Nonces for RedisNonces {
     }
 }
 
+/// What one replica's two nonce stores know of each other under
+/// `GATEKEEPER_REDIS_FAILURE=local`: the last second each answered. The
+/// in-process stand-in never saw what Redis accepted, nor Redis what the
+/// stand-in accepted during an outage, so each store's memory, as far as
+/// this replica can tell, begins no earlier than the other's last answer.
+/// (Other replicas' acceptances stay unknown: README, "Redis".)
+#[derive(Default)]
+pub struct Handover {
+    shared: AtomicI64,
+    local: AtomicI64,
+}
+
+/// Which of a [`Handover`]'s stores a [`HandedOver`] is.
+#[derive(Clone, Copy)]
+pub enum Side {
+    Shared,
+    Local,
+}
+
+/// A nonce store whose memory begins no earlier than the other side's last
+/// answer (see [`Handover`]).
+pub struct HandedOver<N> {
+    store: N,
+    side: Side,
+    handover: Arc<Handover>,
+}
+
+impl<N> HandedOver<N> {
+    pub fn new(store: N, side: Side, handover: Arc<Handover>) -> HandedOver<N> {
+        HandedOver {
+            store,
+            side,
+            handover,
+        }
+    }
+}
+
+impl<N: Nonces> Nonces for HandedOver<N> {
+    fn insert_once<'a>(
+        &'a self,
+        client: &'a str,
+        nonce: &'a str,
+        now: i64,
+        until: i64,
+    ) -> Answer<'a, NonceCheck> {
+        Box::pin(async move {
+            let (mine, other) = match self.side {
+                Side::Shared => (&self.handover.shared, &self.handover.local),
+                Side::Local => (&self.handover.local, &self.handover.shared),
+            };
+            let check = self.store.insert_once(client, nonce, now, until).await?;
+            mine.fetch_max(now, Ordering::Relaxed);
+            Ok(NonceCheck {
+                fresh: check.fresh,
+                began: check.began.max(other.load(Ordering::Relaxed)),
+            })
+        })
+    }
+}
+
 /// How long Redis keeps a nonce, in whole seconds from `now`, so that it
 /// outlives the timestamp's validity. The timestamp stays valid through the
 /// whole Unix second `until`, i.e. until the real time `until + 1`; `now` is
@@ -165,6 +226,35 @@ mod tests {
             NonceCheck {
                 fresh: false,
                 began: 1_000
+            }
+        );
+    }
+
+    /// Redis answers at 100, is down at 103 (the stand-in answers), is back
+    /// at 110: each side's memory begins at the other's last answer.
+    #[tokio::test]
+    async fn each_side_of_a_fallback_begins_where_the_other_last_answered() {
+        let handover = Arc::new(Handover::default());
+        let shared = HandedOver::new(NonceStore::new(10, 0), Side::Shared, handover.clone());
+        let local = HandedOver::new(NonceStore::new(10, 50), Side::Local, handover);
+        assert_eq!(
+            shared.insert_once("a", "1", 100, 400).await.unwrap().began,
+            0
+        );
+        assert_eq!(
+            local.insert_once("a", "2", 103, 400).await.unwrap().began,
+            100
+        );
+        assert_eq!(
+            local.insert_once("a", "3", 104, 400).await.unwrap().began,
+            100
+        );
+        let back = shared.insert_once("a", "4", 110, 400).await.unwrap();
+        assert_eq!(
+            back,
+            NonceCheck {
+                fresh: true,
+                began: 104
             }
         );
     }
