@@ -240,11 +240,12 @@ fn start_shared(clock: &Arc<ManualClock>, server: &PrivateRedis, failure: &str) 
 /// Redis restart fails on the old connection (`store_unavailable`, in
 /// `deny` mode) until the probe sees Redis back. Each try is a fresh
 /// signature, so whatever it answers, it replays nothing.
-fn redis_answers(gk: &TestApp) -> bool {
+fn redis_answers(gk: &TestApp, clock: &ManualClock) -> bool {
     let mut n = 0;
     poll_until(Duration::from_secs(10), || {
         n += 1;
-        let probe = signed(T0, &format!("settle-{n}-{}", rand_tag()));
+        let now = clock.unix_secs();
+        let probe = signed(now, &format!("settle-{n}-{}", rand_tag()));
         gk.readyz()["redis"] == "ok" && gk.send(&probe).reason() != "store_unavailable"
     })
 }
@@ -257,15 +258,16 @@ fn rand_tag() -> String {
 
 /// One test, for one private server: a gatekeeper restart with Redis keeps
 /// the nonces (replays refused, fresh requests allowed at once); Redis
-/// restarting without its data, and FLUSHALL, lose them (replays refused
-/// as stale until the window moves past the new memory).
+/// forgetting its scripts (a restart), restarting without its data, and
+/// FLUSHALL begin a new memory (replays refused as stale until the window
+/// moves past it).
 #[test]
 fn requests_accepted_before_redis_lost_its_data_are_refused_after_it() {
     let server = PrivateRedis::start(19969);
     let clock = ManualClock::at(T0 - 1_000);
     // An answer from Redis or none: no in-process stand-in here.
     let first = start_shared(&clock, &server, "deny");
-    assert!(redis_answers(&first));
+    assert!(redis_answers(&first, &clock));
     clock.set(T0 + 10);
     let sent = across_the_window(T0 + 10, "shared");
     let got = outcomes(&first, &sent);
@@ -274,15 +276,34 @@ fn requests_accepted_before_redis_lost_its_data_are_refused_after_it() {
 
     // gatekeeper restarts; Redis remembers.
     let second = start_shared(&clock, &server, "deny");
-    assert!(redis_answers(&second));
+    assert!(redis_answers(&second, &clock));
     let got = outcomes(&second, &sent);
     assert!(all_refused_as(&got, "replayed_request"), "{got:?}");
     let fresh = outcomes(&second, &[signed(T0 + 10, "after-gk-restart")]);
     assert!(all_allowed(&fresh), "{fresh:?}");
 
+    // As after a restart that reloaded a snapshot older than the last
+    // nonces (RDB), or a failover to a replica that lagged: the nonces are
+    // gone, the epoch marker is not, the scripts are.
+    let nonces = server.cmd(&["KEYS", "gkreplay:nonce:*"]).expect("KEYS");
+    let redis::Value::Array(nonces) = nonces else {
+        panic!("KEYS: {nonces:?}")
+    };
+    for key in nonces {
+        let redis::Value::BulkString(key) = key else {
+            panic!("a key: {key:?}")
+        };
+        server
+            .cmd(&["DEL", &String::from_utf8(key).unwrap()])
+            .expect("DEL");
+    }
+    server.cmd(&["SCRIPT", "FLUSH"]).expect("SCRIPT FLUSH");
+    let got = outcomes(&second, &sent);
+    assert!(all_refused_as(&got, "stale_signature"), "{got:?}");
+
     // Redis restarts without its data.
     let server = server.restart();
-    assert!(redis_answers(&second));
+    assert!(redis_answers(&second, &clock));
     let mut sent = sent;
     sent.push(signed(T0 + 10, "after-gk-restart"));
     let got = outcomes(&second, &sent);
@@ -322,7 +343,7 @@ fn the_local_stand_in_and_a_returning_redis_refuse_each_others_requests() {
     let mut server = PrivateRedis::start(19968);
     let clock = ManualClock::at(T0 - 1_000);
     let gk = start_shared(&clock, &server, "local");
-    assert!(redis_answers(&gk));
+    assert!(redis_answers(&gk, &clock));
     clock.set(T0 + 10);
     let via_redis = across_the_window(T0 + 10, "via-redis");
     assert!(all_allowed(&outcomes(&gk, &via_redis)));
@@ -336,7 +357,7 @@ fn the_local_stand_in_and_a_returning_redis_refuse_each_others_requests() {
     assert_eq!(gk.send(&via_local).status, 200);
 
     let server = PrivateRedis::start(19968);
-    assert!(redis_answers(&gk));
+    assert!(redis_answers(&gk, &clock));
     let mut sent = via_redis;
     sent.push(via_local);
     let got = outcomes(&gk, &sent);

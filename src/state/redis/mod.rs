@@ -323,13 +323,26 @@ impl Redis {
         let key = self.key(&format!("nonce:{}", name_digest(&[client, nonce])));
         let epoch = self.key(NONCE_EPOCH);
         self.call("nonce", |mut conn| async move {
-            let (fresh, began): (i64, i64) = NONCE_SCRIPT
-                .key(&key)
-                .key(&epoch)
-                .arg(ttl_secs.max(1))
-                .arg(nonce_epoch_for(now))
-                .invoke_async(&mut conn)
-                .await?;
+            let call = |command: &str, script: &str, mode: &str| {
+                let mut cmd = redis::cmd(command);
+                cmd.arg(script).arg(2).arg(&key).arg(&epoch);
+                cmd.arg(ttl_secs.max(1)).arg(nonce_epoch_for(now)).arg(mode);
+                cmd
+            };
+            let kept = call("EVALSHA", NONCE_SCRIPT_SHA.as_str(), "keep")
+                .query_async::<(i64, i64)>(&mut conn)
+                .await;
+            let (fresh, began) = match kept {
+                // Redis forgot its scripts: it restarted (or failed over,
+                // or was told SCRIPT FLUSH) and may have kept only part of
+                // its data. Begin a new epoch in the call that loads it.
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                    call("EVAL", NONCE_SCRIPT, "reset")
+                        .query_async::<(i64, i64)>(&mut conn)
+                        .await?
+                }
+                other => other?,
+            };
             Ok((fresh == 1, began))
         })
         .await
@@ -367,13 +380,19 @@ fn nonce_epoch_for(now: i64) -> i64 {
 
 /// KEYS[1]: the nonce, KEYS[2]: the epoch marker. ARGV[1]: the nonce's
 /// TTL in seconds, ARGV[2]: the second to record when the marker is
-/// missing. Returns {1 if the nonce was new else 0, the marker}. A marker
-/// that is not an integer fails the call: no answer, never an allow.
-static NONCE_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r#"
+/// missing, ARGV[3]: "reset" to record it anyway (unless later). Returns
+/// {1 if the nonce was new else 0, the marker}. A marker that is not an
+/// integer fails the call: no answer, never an allow.
+///
+/// The script is called by its SHA; Redis answering NOSCRIPT means its
+/// script cache is empty, which it is after every restart — including one
+/// that reloaded a snapshot older than the last nonces (RDB), and a
+/// failover to a replica (scripts are not replicated). The same call then
+/// runs the script in full with "reset", loading it and starting a new
+/// epoch at once, so no replica's `EVALSHA` succeeds between the two.
+const NONCE_SCRIPT: &str = r#"
 local began = redis.call('GET', KEYS[2])
-if not began then
+if not began or (ARGV[3] == 'reset' and tonumber(began) and tonumber(began) < tonumber(ARGV[2])) then
   began = ARGV[2]
   redis.call('SET', KEYS[2], began)
 end
@@ -385,9 +404,10 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return {1, n}
 end
 return {0, n}
-"#,
-    )
-});
+"#;
+
+static NONCE_SCRIPT_SHA: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| redis::Script::new(NONCE_SCRIPT).get_hash().to_owned());
 
 /// Hex SHA-256 of length-prefixed parts: a fixed-size key name for values a
 /// client chose.
