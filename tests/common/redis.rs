@@ -54,8 +54,15 @@ impl TestRedis {
         slice
     }
 
-    /// Records that this slice's nonce memory began at Unix second `at`.
+    /// Records that this slice's nonce memory began at Unix second `at`,
+    /// and that the server has the nonce script (else gatekeeper's first
+    /// call would begin a new epoch, as after a Redis restart).
     pub fn set_nonce_epoch(&self, at: i64) {
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(gatekeeper::state::redis::NONCE_SCRIPT)
+            .query(&mut self.connect())
+            .expect("SCRIPT LOAD");
         let _: () = redis::cmd("SET")
             .arg(format!("{}nonce-epoch", self.prefix))
             .arg(at)

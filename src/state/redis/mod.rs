@@ -348,18 +348,32 @@ impl Redis {
         .await
     }
 
-    /// Creates the epoch marker unless it exists, so that a first start
-    /// (or a start after Redis lost its data) begins the nonces' memory at
-    /// once rather than at the first signed request.
+    /// Creates the epoch marker unless it exists, and begins a new epoch
+    /// if Redis lacks the nonce script (see [`NONCE_SCRIPT`]), so that a
+    /// first start, or a start after Redis lost its data, begins the
+    /// nonces' memory at once rather than at the first signed request.
     pub async fn mark_nonce_epoch(&self, now: i64) -> Result<(), Unavailable> {
         let epoch = self.key(NONCE_EPOCH);
         self.call("nonce_epoch", |mut conn| async move {
-            redis::cmd("SET")
-                .arg(&epoch)
-                .arg(nonce_epoch_for(now))
-                .arg("NX")
-                .query_async::<Option<String>>(&mut conn)
-                .await?;
+            let call = |command: &str, script: &str, mode: &str| {
+                let mut cmd = redis::cmd(command);
+                cmd.arg(script).arg(1).arg(&epoch);
+                cmd.arg(0).arg(nonce_epoch_for(now)).arg(mode);
+                cmd
+            };
+            let kept = call("EVALSHA", NONCE_SCRIPT_SHA.as_str(), "keep")
+                .query_async::<(i64, i64)>(&mut conn)
+                .await;
+            match kept {
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                    call("EVAL", NONCE_SCRIPT, "reset")
+                        .query_async::<(i64, i64)>(&mut conn)
+                        .await?;
+                }
+                other => {
+                    other?;
+                }
+            }
             Ok(())
         })
         .await
@@ -378,8 +392,8 @@ fn nonce_epoch_for(now: i64) -> i64 {
     now.saturating_add(1)
 }
 
-/// KEYS[1]: the nonce, KEYS[2]: the epoch marker. ARGV[1]: the nonce's
-/// TTL in seconds, ARGV[2]: the second to record when the marker is
+/// KEYS[1]: the nonce, KEYS[2]: the epoch marker (or KEYS[1] the marker
+/// alone, to mark it without a nonce). ARGV[1]: the nonce's TTL in seconds, ARGV[2]: the second to record when the marker is
 /// missing, ARGV[3]: "reset" to record it anyway (unless later). Returns
 /// {1 if the nonce was new else 0, the marker}. A marker that is not an
 /// integer fails the call: no answer, never an allow.
@@ -390,17 +404,18 @@ fn nonce_epoch_for(now: i64) -> i64 {
 /// failover to a replica (scripts are not replicated). The same call then
 /// runs the script in full with "reset", loading it and starting a new
 /// epoch at once, so no replica's `EVALSHA` succeeds between the two.
-const NONCE_SCRIPT: &str = r#"
-local began = redis.call('GET', KEYS[2])
+pub const NONCE_SCRIPT: &str = r#"
+local marker = KEYS[#KEYS]
+local began = redis.call('GET', marker)
 if not began or (ARGV[3] == 'reset' and tonumber(began) and tonumber(began) < tonumber(ARGV[2])) then
   began = ARGV[2]
-  redis.call('SET', KEYS[2], began)
+  redis.call('SET', marker, began)
 end
 local n = tonumber(began)
 if not n or n ~= math.floor(n) then
   return redis.error_reply('bad nonce epoch')
 end
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+if #KEYS == 2 and redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return {1, n}
 end
 return {0, n}
