@@ -91,6 +91,7 @@ pub struct App {
     watcher: Option<Watcher>,
     redis: Option<Arc<Redis>>,
     audit: Option<Audit>,
+    clock: Arc<dyn Clock>,
     config: Config,
     /// Where `/authz` listens (a TCP address, or `unix:/path`).
     pub authz_addr: String,
@@ -118,9 +119,10 @@ impl App {
         let settings = Settings {
             allow_query_key: config.allow_query_key,
             hmac_window_secs: config.hmac_window.as_secs(),
+            hmac_max_ahead_secs: config.hmac_max_ahead.as_secs(),
             failed_auth_limit: config.failed_auth_limit,
         };
-        let authorizer = Authorizer::new(policy, state, clock, settings);
+        let authorizer = Authorizer::new(policy, state, clock.clone(), settings);
         let authorizer = Arc::new(authorizer);
         let status = Arc::new(Mutex::new(ReloadStatus {
             source: source.describe(),
@@ -152,6 +154,7 @@ impl App {
             watcher,
             redis,
             audit,
+            clock,
             config,
             authz_addr,
             admin_addr,
@@ -170,9 +173,15 @@ impl App {
             Watcher::File(r) => tokio::spawn(r.run(interval, stopped.clone())),
             Watcher::Postgres(p) => tokio::spawn(p.run(stopped.clone())),
         });
+        let clock = self.clock.clone();
         let probe = self.redis.take().map(|redis| {
             let stopped = stopped.clone();
-            tokio::spawn(async move { redis.watch(stopped).await })
+            tokio::spawn(async move {
+                // Bounded by the Redis timeout; when it fails, the first
+                // nonce stored creates the marker instead.
+                let _ = redis.mark_nonce_epoch(clock.unix_secs()).await;
+                redis.watch(stopped).await
+            })
         });
         let running = Running {
             authz: (self.authz.handle(), tokio::spawn(self.authz)),
@@ -345,9 +354,10 @@ fn state_for(
 ) -> (State, Option<Arc<TieredKeys>>) {
     let bcrypt = BasicVerifier::new(config.cache_ttl, config.cache_capacity);
     let limiter = LocalLimiter::new(config.limiter_capacity);
+    let started = clock.unix_secs();
     let state = match redis {
-        Some(redis) => State::shared(redis.clone(), bcrypt, limiter),
-        None => State::in_process(bcrypt, limiter),
+        Some(redis) => State::shared(redis.clone(), bcrypt, limiter, started),
+        None => State::in_process(bcrypt, limiter, started),
     };
     let Source::Postgres { pool, .. } = source else {
         return (state, None);

@@ -29,7 +29,7 @@ pub use settings::{unknown_variables, Setting, SETTINGS};
 pub use values::parse_duration;
 
 use env::Env;
-use values::{count, duration};
+use values::{count, duration, duration_or_zero};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7843";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7844";
@@ -40,6 +40,7 @@ pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_HMAC_WINDOW: Duration = Duration::from_secs(300);
+pub const DEFAULT_HMAC_MAX_AHEAD: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DB_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DB_POOL_SIZE: usize = 16;
@@ -140,6 +141,9 @@ pub struct Config {
     pub limiter_capacity: usize,
     pub max_body: usize,
     pub hmac_window: Duration,
+    /// How far ahead of the clock an HMAC timestamp may be; also how long
+    /// after the nonces' memory begins signatures are refused (`decide`).
+    pub hmac_max_ahead: Duration,
     pub reload_interval: Duration,
     pub shutdown_grace: Duration,
     pub workers: Option<usize>,
@@ -217,6 +221,7 @@ impl Config {
             limiter_capacity: count(env, &s::LIMITER_CAPACITY, DEFAULT_LIMITER_CAPACITY)?,
             max_body: count(env, &s::MAX_BODY, DEFAULT_MAX_BODY)?,
             hmac_window: duration(env, &s::HMAC_WINDOW, DEFAULT_HMAC_WINDOW)?,
+            hmac_max_ahead: duration_or_zero(env, &s::HMAC_MAX_AHEAD, DEFAULT_HMAC_MAX_AHEAD)?,
             reload_interval: duration(env, &s::RELOAD_INTERVAL, DEFAULT_RELOAD_INTERVAL)?,
             shutdown_grace: duration(env, &s::SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE)?,
             workers: values::optional_count(env, &s::WORKERS)?,

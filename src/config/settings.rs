@@ -125,6 +125,11 @@ pub const HMAC_WINDOW: Setting = plain(
     Value("300s"),
     "accepted clock skew of HMAC timestamps",
 );
+pub const HMAC_MAX_AHEAD: Setting = plain(
+    "GATEKEEPER_HMAC_MAX_AHEAD",
+    Value("5s"),
+    "how far ahead of the clock an HMAC timestamp may be (at most the window); also how long HMAC is refused after a start without Redis or a Redis data loss",
+);
 pub const FAILED_AUTH_LIMIT: Setting = plain(
     "GATEKEEPER_FAILED_AUTH_LIMIT",
     Value(super::DEFAULT_FAILED_AUTH_LIMIT),
@@ -276,6 +281,7 @@ pub const SETTINGS: &[&Setting] = &[
     &TRUSTED_PROXIES,
     &MAX_BODY,
     &HMAC_WINDOW,
+    &HMAC_MAX_AHEAD,
     &FAILED_AUTH_LIMIT,
     &CACHE_TTL,
     &CACHE_CAPACITY,

@@ -7,7 +7,7 @@ use crate::config::RedisFailure;
 use crate::core::limiter::{Charge, Mode};
 use crate::error::Outage;
 
-use super::{Answer, Limits, Nonces, RateVerdict};
+use super::{Answer, Limits, NonceCheck, Nonces, RateVerdict};
 
 /// A shared store and its in-process stand-in.
 pub struct Fallback<S, L> {
@@ -63,7 +63,7 @@ impl<S: Nonces, L: Nonces> Nonces for Fallback<S, L> {
         nonce: &'a str,
         now: i64,
         until: i64,
-    ) -> Answer<'a, bool> {
+    ) -> Answer<'a, NonceCheck> {
         Box::pin(self.either(
             self.shared.insert_once(client, nonce, now, until),
             move || self.local.insert_once(client, nonce, now, until),
@@ -76,12 +76,21 @@ mod tests {
     use super::*;
     use crate::error::Dependency;
 
-    /// A store that is always down, or always answers `true`.
+    /// A store that is always down, or always answers `fresh`.
     struct Fixed(Option<bool>);
 
     impl Nonces for Fixed {
-        fn insert_once<'a>(&'a self, _: &'a str, _: &'a str, _: i64, _: i64) -> Answer<'a, bool> {
-            let answer = self.0.ok_or(Outage::of(Dependency::Redis));
+        fn insert_once<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: i64,
+            _: i64,
+        ) -> Answer<'a, NonceCheck> {
+            let answer = self
+                .0
+                .map(|fresh| NonceCheck { fresh, began: 0 })
+                .ok_or(Outage::of(Dependency::Redis));
             Box::pin(async move { answer })
         }
     }
@@ -89,7 +98,7 @@ mod tests {
     #[tokio::test]
     async fn local_mode_asks_the_stand_in_when_the_shared_store_is_down() {
         let f = Fallback::new(Fixed(None), Fixed(Some(true)), RedisFailure::Local);
-        assert!(f.insert_once("c", "n", 0, 1).await.unwrap());
+        assert!(f.insert_once("c", "n", 0, 1).await.unwrap().fresh);
     }
 
     #[tokio::test]
@@ -102,6 +111,6 @@ mod tests {
     #[tokio::test]
     async fn a_shared_answer_is_used_whatever_the_mode() {
         let f = Fallback::new(Fixed(Some(false)), Fixed(Some(true)), RedisFailure::Local);
-        assert!(!f.insert_once("c", "n", 0, 1).await.unwrap());
+        assert!(!f.insert_once("c", "n", 0, 1).await.unwrap().fresh);
     }
 }
