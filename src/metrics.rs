@@ -156,15 +156,15 @@ fn describe() {
     describe_counter!(AUDIT_WRITTEN, "Audit records written to PostgreSQL.");
     describe_counter!(
         AUDIT_DROPPED,
-        "Audit records lost, by cause: queue_full (never waited for) or write_failed (their batch failed)."
+        "Audit records not written, by cause: queue_full (never waited for), write_failed (their batch failed) or unconfirmed (their batch got no answer and stayed in doubt: its rows may be in gk_audit)."
     );
     describe_counter!(
         AUDIT_WRITE_ERRORS,
-        "Audit batches PostgreSQL did not take (their records count as dropped)."
+        "Failed audit INSERTs: a batch PostgreSQL refused or could not be reached for (dropped), or one sent without an answer (in doubt, sent again)."
     );
     describe_gauge!(
         AUDIT_QUEUE_DEPTH,
-        "Audit records queued, waiting to be written (sampled by the writer)."
+        "Audit records queued, waiting to be written (sampled by the writer every 100 ms, also while it waits on PostgreSQL)."
     );
     describe_counter!(
         AUDIT_DELETED,
