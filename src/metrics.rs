@@ -39,6 +39,8 @@ pub const AUDIT_DROPPED: &str = "gatekeeper_audit_dropped_total";
 pub const AUDIT_WRITE_ERRORS: &str = "gatekeeper_audit_write_errors_total";
 pub const AUDIT_QUEUE_DEPTH: &str = "gatekeeper_audit_queue_depth";
 pub const AUDIT_DELETED: &str = "gatekeeper_audit_retention_deleted_total";
+pub const AUTHZ_CONNECTIONS: &str = "gatekeeper_authz_connections";
+pub const AUTHZ_CONNECTIONS_REFUSED: &str = "gatekeeper_authz_connections_refused_total";
 
 /// Explicit buckets from 10 µs: a decision normally takes microseconds.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -169,6 +171,14 @@ fn describe() {
     describe_counter!(
         AUDIT_DELETED,
         "Audit rows deleted for being older than GATEKEEPER_AUDIT_RETENTION_DAYS."
+    );
+    describe_gauge!(
+        AUTHZ_CONNECTIONS,
+        "Open /authz connections (at most GATEKEEPER_MAX_CONNECTIONS)."
+    );
+    describe_counter!(
+        AUTHZ_CONNECTIONS_REFUSED,
+        "/authz connections refused with a 503 for being over GATEKEEPER_MAX_CONNECTIONS."
     );
     describe_gauge!(
         BUILD_INFO,
