@@ -1,8 +1,10 @@
 //! The audit log (`GATEKEEPER_AUDIT=postgres`) on the real binary and the
 //! real PostgreSQL, a fresh database per test: every decision makes one row
 //! and none is lost at 10,000 decisions; a saturated queue drops and counts
-//! while every decision is still answered; queued rows are written on a
-//! graceful stop; retention deletes old rows; no column ever holds a
+//! while every decision is still answered, and the depth gauge shows it;
+//! a batch whose answer was lost is written once and counted as written
+//! (or, still in doubt at a stop, reported unconfirmed); queued rows are
+//! written on a graceful stop; retention deletes old rows; no column ever holds a
 //! credential, a prompt or a query; `audit tail|query` read it back.
 
 mod common;
@@ -484,6 +486,45 @@ fn sigterm(gk: &Gatekeeper) {
         .status()
         .expect("run kill");
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_still_in_doubt_at_a_stop_is_reported_unconfirmed() {
+    const LOST: usize = 50;
+    let key = generate_key();
+    let db = TestDb::new().await;
+    let proxy = common::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let url = audit_through(&proxy, &db);
+    let mut gk = Gatekeeper::start_with_env(
+        &policy(&key),
+        &[
+            ("GATEKEEPER_AUDIT", "postgres"),
+            ("GATEKEEPER_AUDIT_DATABASE_URL", url.as_str()),
+            ("GATEKEEPER_FAILED_AUTH_LIMIT", "1000000/1s"),
+        ],
+    );
+    send_all(gk.authz_addr, 1, 4, |i| mixed(i, &key));
+    assert!(eventually(async || count(&db, "true").await == 4).await);
+    proxy.lose_replies();
+    send_all(gk.authz_addr, 1, LOST, |i| mixed(4 + i, &key));
+    assert!(eventually(async || count(&db, "true").await == 4 + LOST as i64).await);
+    // The database stays out of reach: the batch cannot be confirmed.
+    proxy.cut();
+    assert!(common::poll_until(Duration::from_secs(10), || gk
+        .logs()
+        .iter()
+        .any(|l| l.contains("sending it again"))));
+    sigterm(&gk);
+    assert!(
+        common::poll_until(Duration::from_secs(20), || !gk.is_alive()),
+        "gatekeeper did not stop"
+    );
+    let logs = gk.logs().join("\n");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("counted as dropped (unconfirmed)"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains(&format!("\"records\":{LOST}")), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
