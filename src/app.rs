@@ -417,7 +417,7 @@ fn connection_limits(config: &Config, workers: usize) -> connections::Limits {
             configured = config.max_connections,
             max_connections = limits.max_connections,
             open_files = limits.open_files,
-            "GATEKEEPER_MAX_CONNECTIONS is over what the open-file limit leaves for /authz; lowered"
+            "GATEKEEPER_MAX_CONNECTIONS is over what the open-file limit leaves for /authz; the default is used"
         );
     }
     tracing::info!(
