@@ -1,15 +1,17 @@
 //! `/authz` connections past `GATEKEEPER_MAX_CONNECTIONS` are refused at
 //! once (a 503 that closes the connection), not left in the accept queue;
 //! the admin listener keeps answering while `/authz` is full; places free
-//! up as connections close. On the real binary.
+//! up as connections close; the bound follows the open-file limit, which
+//! `serve` raises to the hard limit first. On the real binary.
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{metric, poll_until, Gatekeeper, Req};
+use common::{metric, poll_until, Gatekeeper, Req, BIN};
 
 const POLICY: &str = r#"
 [[route]]
@@ -140,4 +142,86 @@ fn the_connection_limits_are_logged_at_start() {
         .unwrap_or_else(|| panic!("{logs}"));
     assert!(line.contains("\"backlog\":64"), "{line}");
     assert!(line.contains("\"max_connections\":"), "{line}");
+}
+
+/// The start-up log lines of `serve` run by bash after `limits` (`ulimit`
+/// commands), up to "listening"; the process is killed then.
+fn startup_under(limits: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gatekeeper.toml");
+    std::fs::write(&config, POLICY).unwrap();
+    let script = format!("{limits} && exec \"$0\" serve --config \"$1\"");
+    let mut bash = Command::new("bash");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("GATEKEEPER_") {
+            bash.env_remove(name);
+        }
+    }
+    let mut child = bash
+        .args(["-c", &script, BIN, config.to_str().unwrap()])
+        .env("GATEKEEPER_LISTEN", "127.0.0.1:0")
+        .env("GATEKEEPER_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("GATEKEEPER_LOG_FORMAT", "json")
+        .env("GATEKEEPER_WORKERS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bash");
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("\"listening\"");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lines
+}
+
+fn line_with<'a>(lines: &'a [String], text: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.contains(text))
+        .unwrap_or_else(|| panic!("no {text:?} in:\n{}", lines.join("\n")))
+}
+
+#[test]
+fn the_bound_is_derived_from_a_low_open_file_limit() {
+    // Soft and hard 256, one worker: 64 + 8 + 19 (pools) kept back, 165
+    // for /authz, three quarters of it served.
+    let lines = startup_under("ulimit -n 256");
+    let limits = line_with(&lines, "connection limits");
+    assert!(limits.contains("\"open_files\":256"), "{limits}");
+    assert!(limits.contains("\"max_connections\":123"), "{limits}");
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("raised the open-file limit")));
+}
+
+#[test]
+fn serve_raises_the_soft_open_file_limit_to_the_hard_one() {
+    let hard = String::from_utf8(
+        Command::new("bash")
+            .args(["-c", "ulimit -Hn"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let hard = hard.trim();
+    if hard == "unlimited" || hard.parse::<u64>().is_ok_and(|h| h <= 256) {
+        return; // nothing to raise to here
+    }
+    let lines = startup_under("ulimit -Sn 256");
+    let raised = line_with(&lines, "raised the open-file limit");
+    assert!(raised.contains("\"before\":256"), "{raised}");
+    assert!(raised.contains(&format!("\"after\":{hard}")), "{raised}");
+    let limits = line_with(&lines, "connection limits");
+    assert!(
+        limits.contains(&format!("\"open_files\":{hard}")),
+        "{limits}"
+    );
 }

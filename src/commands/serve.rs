@@ -58,8 +58,8 @@ fn raise_open_file_limit() {
     match gatekeeper::http::connections::raise_open_file_limit() {
         Ok((before, after)) if before != after => {
             tracing::info!(
-                ?before,
-                ?after,
+                before,
+                after,
                 "raised the open-file limit to its hard limit"
             );
         }
