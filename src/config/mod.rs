@@ -48,6 +48,9 @@ pub const DEFAULT_HMAC_WINDOW: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DB_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DB_POOL_SIZE: usize = 16;
+/// nginx waits on the auth subrequest: a silent database must cost a
+/// request about a second, not the whole outage.
+pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.0/8,::1/128";
@@ -124,6 +127,9 @@ pub struct Config {
     pub max_staleness: Duration,
     pub db_reload_interval: Duration,
     pub db_pool_size: usize,
+    /// The longest a request waits on PostgreSQL (pool checkout and key
+    /// look-up together); also bounds the listener's health check.
+    pub db_timeout: Duration,
     pub last_used_interval: Duration,
     pub file: Option<PathBuf>,
     pub listen: Listen,
@@ -203,6 +209,7 @@ impl Config {
             db_reload_interval: duration(env, &s::DB_RELOAD_INTERVAL, DEFAULT_DB_RELOAD_INTERVAL)?,
             last_used_interval: duration(env, &s::LAST_USED_INTERVAL, DEFAULT_LAST_USED_INTERVAL)?,
             db_pool_size: count(env, &s::DB_POOL_SIZE, DEFAULT_DB_POOL_SIZE)?,
+            db_timeout: duration(env, &s::DB_TIMEOUT, DEFAULT_DB_TIMEOUT)?,
             file: env.get(&s::CONFIG).map(PathBuf::from),
             listen: values::listen(env, &s::LISTEN, DEFAULT_LISTEN)?,
             admin_listen: env

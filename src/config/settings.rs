@@ -186,6 +186,11 @@ pub const DB_POOL_SIZE: Setting = plain(
     Value("16"),
     "PostgreSQL connections per replica",
 );
+pub const DB_TIMEOUT: Setting = plain(
+    "GATEKEEPER_DB_TIMEOUT",
+    Value("1s"),
+    "how long a request waits on PostgreSQL (pool, key look-up) before `store_unavailable`",
+);
 pub const LAST_USED_INTERVAL: Setting = plain(
     "GATEKEEPER_LAST_USED_INTERVAL",
     Value("10s"),
@@ -291,6 +296,7 @@ pub const SETTINGS: &[&Setting] = &[
     &MAX_STALENESS,
     &DB_RELOAD_INTERVAL,
     &DB_POOL_SIZE,
+    &DB_TIMEOUT,
     &LAST_USED_INTERVAL,
     &LOG_FORMAT,
     &LOG_LEVEL,
