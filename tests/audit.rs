@@ -383,11 +383,12 @@ async fn the_queue_depth_gauge_shows_a_full_queue_while_the_writer_waits() {
     lock.batch_execute("LOCK TABLE gk_audit IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    // A first batch, then the writer waits on the lock…
+    // A first batch, then the writer waits on the lock (retention's DELETE
+    // may wait too: the writer's INSERT is the one to wait for)…
     send_all(gk.authz_addr, 1, 5, |i| mixed(i, &key));
     let waiting = eventually(async || {
-        let sql = "SELECT count(*) FROM pg_locks \
-                   WHERE NOT granted AND relation = 'gk_audit'::regclass";
+        let sql = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO gk_audit_batch%'";
         let n: i64 = db.client().await.query_one(sql, &[]).await.unwrap().get(0);
         n > 0
     })
