@@ -38,6 +38,13 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 pub const DEFAULT_LIMITER_CAPACITY: usize = 1_000_000;
 pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// The `/authz` accept queue: nginx's own default (511), rounded. A
+/// connection over `GATEKEEPER_MAX_CONNECTIONS` is accepted and refused,
+/// so the queue only fills while every worker is at its share of the
+/// open-file budget.
+pub const DEFAULT_BACKLOG: usize = 512;
+/// `listen(2)` takes an int; the kernel caps it at `net.core.somaxconn`.
+pub const MAX_BACKLOG: u32 = 65_535;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_HMAC_WINDOW: Duration = Duration::from_secs(300);
 pub const DEFAULT_HMAC_MAX_AHEAD: Duration = Duration::from_secs(5);
@@ -147,6 +154,11 @@ pub struct Config {
     pub reload_interval: Duration,
     pub shutdown_grace: Duration,
     pub workers: Option<usize>,
+    /// Open `/authz` connections; derived from the open-file limit when
+    /// unset (`http::connections`).
+    pub max_connections: Option<usize>,
+    /// The `/authz` listener's accept queue.
+    pub backlog: u32,
     pub log_format: Option<LogFormat>,
     pub log_level: String,
     /// Failed credentials a source address may present before it is
@@ -225,6 +237,11 @@ impl Config {
             reload_interval: duration(env, &s::RELOAD_INTERVAL, DEFAULT_RELOAD_INTERVAL)?,
             shutdown_grace: duration(env, &s::SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE)?,
             workers: values::optional_count(env, &s::WORKERS)?,
+            max_connections: values::optional_count(env, &s::MAX_CONNECTIONS)?,
+            backlog: u32::try_from(count(env, &s::BACKLOG, DEFAULT_BACKLOG)?)
+                .ok()
+                .filter(|n| *n <= MAX_BACKLOG)
+                .ok_or_else(|| err(s::BACKLOG.name, format!("at most {MAX_BACKLOG}")))?,
             log_format: values::log_format(env, &s::LOG_FORMAT)?,
             log_level: values::log_level(env, &s::LOG_LEVEL, DEFAULT_LOG_LEVEL)?,
         }

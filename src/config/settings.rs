@@ -97,6 +97,16 @@ pub const WORKERS: Setting = plain(
     Derived("number of CPUs"),
     "HTTP worker threads",
 );
+pub const MAX_CONNECTIONS: Setting = plain(
+    "GATEKEEPER_MAX_CONNECTIONS",
+    Derived("from the open-file limit"),
+    "open `/authz` connections; one more gets a 503 at once (see Connection limits)",
+);
+pub const BACKLOG: Setting = plain(
+    "GATEKEEPER_BACKLOG",
+    Value("512"),
+    "connections the kernel queues for `/authz` until they are accepted",
+);
 pub const SHUTDOWN_GRACE: Setting = plain(
     "GATEKEEPER_SHUTDOWN_GRACE",
     Value("10s"),
@@ -276,6 +286,8 @@ pub const SETTINGS: &[&Setting] = &[
     &LISTEN,
     &ADMIN_LISTEN,
     &WORKERS,
+    &MAX_CONNECTIONS,
+    &BACKLOG,
     &SHUTDOWN_GRACE,
     &ALLOW_QUERY_KEY,
     &TRUSTED_PROXIES,
