@@ -76,6 +76,24 @@ def records(mock_records, marker: str) -> list[dict]:
     return mock_records(marker, settle=0.3)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def nonce_memory_settled(env):
+    """A gatekeeper whose nonce memory just began (a start without Redis, a
+    Redis that had no epoch marker) refuses signatures dated up to that
+    moment + GATEKEEPER_HMAC_MAX_AHEAD as stale_signature: a request signed
+    then could have been accepted by the memory that was lost (README,
+    "HMAC replays and lost nonces"). Wait until a fresh signature passes,
+    as a client that re-signs would; bounded."""
+    end = time.monotonic() + 15
+    while True:
+        path, body = "/v1/signed/settle", b'{"op":"settle"}'
+        r = signed_post(env, path, body, int(time.time()), new_nonce(), "settle-" + new_nonce())
+        if r.status == 200:
+            return
+        assert reason(r) == "stale_signature" and time.monotonic() < end, (r.status, r.body)
+        time.sleep(0.25)
+
+
 def new_nonce() -> str:
     return uuid.uuid4().hex
 

@@ -137,7 +137,7 @@ pub const HMAC_WINDOW: Setting = plain(
 );
 pub const HMAC_MAX_AHEAD: Setting = plain(
     "GATEKEEPER_HMAC_MAX_AHEAD",
-    Value("5s"),
+    Value("2s"),
     "how far ahead of the clock an HMAC timestamp may be (at most the window); also how long HMAC is refused after a start without Redis or a Redis data loss",
 );
 pub const FAILED_AUTH_LIMIT: Setting = plain(

@@ -47,7 +47,7 @@ impl Default for Settings {
         Settings {
             allow_query_key: false,
             hmac_window_secs: 300,
-            hmac_max_ahead_secs: 5,
+            hmac_max_ahead_secs: 2,
             failed_auth_limit: Limit {
                 count: 20,
                 window: Duration::from_secs(60),
