@@ -203,6 +203,21 @@ impl Gcra {
     }
 }
 
+/// One replica's share of `limit` when `replicas` replicas enforce it each
+/// on its own (a Redis outage in `local` mode): the count and the burst
+/// divided by `replicas`, rounded up, over the same window. Rounded up so a
+/// limit of 1 still admits something on every replica: the fleet then
+/// admits at most `count + replicas - 1` per window (and as much over the
+/// burst), never less than the limit. `replicas` 0 or 1: the limit itself.
+pub fn share(limit: &Limit, replicas: u32) -> Limit {
+    let n = replicas.max(1);
+    Limit {
+        count: limit.count.div_ceil(n).max(1),
+        window: limit.window,
+        burst: limit.burst.div_ceil(n).max(1),
+    }
+}
+
 fn ceil_secs(nanos: u64) -> u64 {
     nanos.div_ceil(NANOS_PER_SEC)
 }

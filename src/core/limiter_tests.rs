@@ -389,3 +389,49 @@ fn a_verdict_from_a_stores_debt_and_ahead_matches_the_local_judgement() {
         })
     );
 }
+
+#[test]
+fn a_share_divides_count_and_burst_and_keeps_the_window() {
+    let l = Limit {
+        count: 100,
+        window: Duration::from_secs(60),
+        burst: 40,
+    };
+    let half = share(&l, 2);
+    assert_eq!((half.count, half.burst, half.window), (50, 20, l.window));
+    let third = share(&l, 3);
+    assert_eq!((third.count, third.burst), (34, 14), "rounded up");
+}
+
+#[test]
+fn a_share_of_one_replica_or_of_none_known_is_the_limit_itself() {
+    let l = limit("7/1s");
+    assert_eq!(share(&l, 1), l);
+    assert_eq!(share(&l, 0), l);
+}
+
+#[test]
+fn a_share_of_a_small_limit_still_admits_something() {
+    let s = share(&limit("1/1m"), 3);
+    assert_eq!((s.count, s.burst), (1, 1));
+    let l = LocalLimiter::new(10);
+    assert!(one(&l, &key("c"), s, 0).is_ok());
+}
+
+#[test]
+fn replicas_each_enforcing_their_share_admit_about_the_limit_together() {
+    // Three replicas, each its own limiter with a third of 100/1m, flooded
+    // for a minute from full: the fleet admits the burst plus a minute's
+    // rate of the whole limit, give or take the rounding (34 × 3 = 102).
+    let lim = limit("100/1m");
+    let fleet: Vec<LocalLimiter> = (0..3).map(|_| LocalLimiter::new(10)).collect();
+    let mut admitted = 0;
+    for ms in 0..60_000u64 {
+        for replica in &fleet {
+            if one(replica, &key("c"), share(&lim, 3), ms * 1_000_000).is_ok() {
+                admitted += 1;
+            }
+        }
+    }
+    assert!((200..=204).contains(&admitted), "{admitted}");
+}

@@ -121,15 +121,16 @@ impl State {
     /// failure mode says.
     pub fn shared(redis: Arc<Redis>, bcrypt: BasicVerifier, limiter: LocalLimiter) -> State {
         let mode = redis.failure_mode();
+        let replicas = redis.replicas();
         State {
             limits: Box::new(Fallback::new(
                 RedisLimits::new(redis.clone()),
-                LocalLimits::new(limiter),
+                LocalLimits::per_replica(limiter, replicas.clone()),
                 mode,
             )),
             failures: Box::new(Fallback::new(
                 RedisLimits::new(redis.clone()),
-                LocalLimits::new(LocalLimiter::new(FAILURES_CAPACITY)),
+                LocalLimits::per_replica(LocalLimiter::new(FAILURES_CAPACITY), replicas),
                 RedisFailure::Local,
             )),
             nonces: Box::new(Fallback::new(
