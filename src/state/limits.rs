@@ -3,13 +3,13 @@
 //! script run for many requests per round trip).
 //!
 //! Standing in for Redis, the in-process table enforces this replica's
-//! share of each limit (`core::limiter::share`: the limit divided by the
+//! share of each limit (`core::limiter`, "Shares": the limit divided by the
 //! replicas last known to share Redis, `redis::replicas`), so that N
 //! replicas limiting alone admit about the limit together, not N times it.
 
 use std::sync::Arc;
 
-use crate::core::limiter::{share, Charge, LocalLimiter, Mode};
+use crate::core::limiter::{Charge, LocalLimiter, Mode};
 use crate::error::{Dependency, Outage};
 
 use super::redis::batch::Batcher;
@@ -40,13 +40,6 @@ impl LocalLimits {
             replicas: Some(replicas),
         }
     }
-
-    fn judge(&self, charges: &[Charge<'_>], mode: Mode, now_nanos: u64) -> RateVerdict {
-        match mode {
-            Mode::Charge => self.limiter.check_and_charge(charges, now_nanos),
-            Mode::Peek => self.limiter.peek(charges, now_nanos).map(|()| None),
-        }
-    }
 }
 
 impl Limits for LocalLimits {
@@ -57,20 +50,20 @@ impl Limits for LocalLimits {
         mode: Mode,
         now_nanos: u64,
     ) -> Answer<'a, RateVerdict> {
-        let replicas = self.replicas.as_ref().map_or(1, |r| r.count());
-        let verdict = if replicas <= 1 {
-            self.judge(charges, mode, now_nanos)
-        } else {
-            let shares: Vec<Charge<'_>> = charges
-                .iter()
-                .map(|c| Charge {
-                    key: c.key,
-                    limit: share(&c.limit, replicas),
-                })
-                .collect();
-            self.judge(&shares, mode, now_nanos)
+        let n = self.replicas.as_ref().map_or(1, |r| r.count());
+        let verdict = match mode {
+            Mode::Charge => self.limiter.check_and_charge_share(charges, n, now_nanos),
+            Mode::Peek => self
+                .limiter
+                .peek_share(charges, n, now_nanos)
+                .map(|()| None),
         };
         Box::pin(std::future::ready(Ok(verdict)))
+    }
+
+    fn exhaust(&self, charges: &[Charge<'_>], now_nanos: u64) {
+        let n = self.replicas.as_ref().map_or(1, |r| r.count());
+        self.limiter.exhaust_share(charges, n, now_nanos);
     }
 }
 

@@ -55,6 +55,11 @@ pub trait Limits: Send + Sync {
         mode: Mode,
         now_nanos: u64,
     ) -> Answer<'a, RateVerdict>;
+
+    /// Marks `charges` as spent at `now_nanos`: a store standing in for
+    /// another learns that the other refused them (`fallback`). Only the
+    /// in-process store keeps anything.
+    fn exhaust(&self, _charges: &[Charge<'_>], _now_nanos: u64) {}
 }
 
 /// HMAC nonces, each accepted once while its signature could be fresh.

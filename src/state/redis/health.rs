@@ -81,15 +81,14 @@ impl Health {
             return AfterFailure::AlreadyDown;
         }
         let at = self.stamp(now);
-        let since = match self.failing_since.compare_exchange(
-            0,
-            at,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        ) {
-            Ok(_) => at,
-            Err(earlier) => earlier,
-        };
+        let since =
+            match self
+                .failing_since
+                .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => at,
+                Err(earlier) => earlier,
+            };
         if at.saturating_sub(since) < nanos(CONFIRM) {
             return AfterFailure::Suspect;
         }

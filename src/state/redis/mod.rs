@@ -44,7 +44,7 @@ use crate::config::{RedisFailure, RedisSettings};
 use crate::metrics;
 
 use health::{AfterFailure, Health};
-use replicas::{Replicas, ANNOUNCE_EVERY};
+use replicas::{Replicas, ANNOUNCE_EVERY, ANNOUNCE_TIMEOUT};
 
 /// Identifies each `Redis` handle in the threads' connection lists.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -264,12 +264,9 @@ impl Redis {
     }
 
     fn failed(&self, what: &'static str, error: &AttemptError) -> Unavailable {
-        // The connections may be the broken part: every thread takes a
-        // fresh one on its next call.
-        self.forget_connections();
         ::metrics::counter!(metrics::REDIS_ERRORS, "op" => what).increment(1);
         // Errors from the client name hosts and commands, never values.
-        match self.health.failed(std::time::Instant::now()) {
+        match self.missed(error) {
             AfterFailure::MarkedDown => {
                 tracing::warn!(op = what, %error, "Redis unavailable; falling back");
             }
@@ -279,6 +276,21 @@ impl Redis {
             AfterFailure::AlreadyDown => {}
         }
         self.fell_back(what)
+    }
+
+    /// Counts a missed answer (`health`) and decides whether the
+    /// connections are the broken part: then every thread takes a fresh one
+    /// on its next call. A connection that only timed out may just be slow:
+    /// it is kept while Redis is merely suspect — replacing every thread's
+    /// at once means a handshake of several round trips each, through the
+    /// same slow path, which then misses the timeout too. Once Redis is
+    /// marked down, and on any other error, they are replaced.
+    fn missed(&self, error: &AttemptError) -> AfterFailure {
+        let after = self.health.failed(std::time::Instant::now());
+        if !matches!(error, AttemptError::TimedOut) || after != AfterFailure::Suspect {
+            self.forget_connections();
+        }
+        after
     }
 
     fn forget_connections(&self) {
@@ -291,22 +303,16 @@ impl Redis {
     }
 
     /// One PING within the timeout, bypassing the down mark.
-    async fn ping(&self) -> bool {
+    async fn ping(&self) -> Result<(), AttemptError> {
         let attempt = async {
-            let mut conn = self.connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
+            let mut conn = self.connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            Ok(())
         };
-        let answered = matches!(
-            tokio::time::timeout(self.timeout, attempt).await,
-            Ok(Some(_))
-        );
-        if !answered {
-            self.forget_connections();
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(AttemptError::TimedOut),
         }
-        answered
     }
 
     /// Probes until `stop` flips: counts a missed answer as a failure
@@ -324,16 +330,21 @@ impl Redis {
                 _ = tick.tick() => {}
             }
             // Asked even while up, so an idle replica notices an outage too.
-            if self.ping().await {
-                if self.health.probe_answered() {
-                    tracing::info!("Redis answers again");
+            match self.ping().await {
+                Ok(()) => {
+                    if self.health.probe_answered() {
+                        tracing::info!("Redis answers again");
+                    }
+                    if last_announced.is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY) {
+                        last_announced = Some(Instant::now());
+                        self.announce().await;
+                    }
                 }
-                if last_announced.is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY) {
-                    last_announced = Some(Instant::now());
-                    self.announce().await;
+                Err(error) => {
+                    if self.missed(&error) == AfterFailure::MarkedDown {
+                        tracing::warn!(%error, "Redis does not answer; falling back");
+                    }
                 }
-            } else if self.health.failed(std::time::Instant::now()) == AfterFailure::MarkedDown {
-                tracing::warn!("Redis does not answer; falling back");
             }
             let up = self.is_up();
             ::metrics::gauge!(metrics::REDIS_UP).set(if up { 1.0 } else { 0.0 });
@@ -351,7 +362,11 @@ impl Redis {
     /// missed answer leaves the last count (the probe judges health).
     async fn announce(&self) {
         let replicas = &self.replicas;
-        match self.attempt(|conn| replicas.announce(conn)).await {
+        let deadline = Instant::now() + ANNOUNCE_TIMEOUT;
+        match self
+            .attempt_until(deadline, |conn| replicas.announce(conn))
+            .await
+        {
             Ok(count) => ::metrics::gauge!(metrics::REDIS_REPLICAS).set(f64::from(count)),
             Err(error) => tracing::debug!(%error, "replica announcement unanswered"),
         }

@@ -10,6 +10,14 @@
 //! replica that stops cleanly removes its id at once; one that dies drops
 //! out after [`LIVE_FOR`].
 //!
+//! A higher count is believed at once (smaller shares: the fleet admits
+//! less), a lower one only once announcements have said so for
+//! [`LIVE_FOR`]: while Redis is slow, another replica's announcements may
+//! miss and its entry lapse for a moment, and a share raised for that
+//! moment is what the fleet would over-admit if the outage began then. The
+//! announcement is not on a request's path, so it waits up to
+//! [`ANNOUNCE_TIMEOUT`], longer than a request would.
+//!
 //! Limits of the count (README, "Redis failure modes"): a replica that has
 //! never reached Redis knows of no other (count 1: it enforces the whole
 //! limit); replicas started or stopped during an outage are not counted;
@@ -17,7 +25,8 @@
 //! left unused: the fleet admits less, never more).
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::{self, aio::MultiplexedConnection, RedisResult};
 
@@ -26,6 +35,9 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
 /// How long an entry counts without a refresh.
 pub const LIVE_FOR: Duration = Duration::from_secs(3);
+
+/// How long an announcement may wait for Redis.
+pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// KEYS[1]: the set. ARGV[1]: this replica's id; ARGV[2]: `LIVE_FOR` in ms.
 /// Returns the number of replicas seen within `LIVE_FOR`, this one included.
@@ -46,6 +58,8 @@ pub struct Replicas {
     key: String,
     /// 0 until the first announcement is answered.
     alive: AtomicU32,
+    /// Since when announcements have answered fewer than `alive`.
+    lower_since: Mutex<Option<Instant>>,
     script: redis::Script,
 }
 
@@ -66,6 +80,7 @@ impl Replicas {
             id: hex::encode(bytes),
             key,
             alive: AtomicU32::new(0),
+            lower_since: Mutex::new(None),
             script: redis::Script::new(ANNOUNCE),
         }
     }
@@ -86,8 +101,25 @@ impl Replicas {
             .arg(live)
             .invoke_async(&mut conn)
             .await?;
-        self.alive.store(count.max(1), Ordering::Relaxed);
-        Ok(count)
+        self.observe(count, Instant::now());
+        Ok(self.count())
+    }
+
+    /// An announcement answered `count` at `now`: a higher count is taken
+    /// at once, a lower one once it has lasted `LIVE_FOR`.
+    fn observe(&self, count: u32, now: Instant) {
+        let count = count.max(1);
+        let mut lower_since = self.lower_since.lock().unwrap_or_else(|e| e.into_inner());
+        if count >= self.alive.load(Ordering::Relaxed) {
+            *lower_since = None;
+            self.alive.store(count, Ordering::Relaxed);
+            return;
+        }
+        let since = *lower_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= LIVE_FOR {
+            *lower_since = None;
+            self.alive.store(count, Ordering::Relaxed);
+        }
     }
 
     /// Removes this replica's entry (a clean stop).
@@ -97,5 +129,32 @@ impl Replicas {
             .arg(&self.id)
             .query_async::<()>(&mut conn)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_count_known_is_one_replica() {
+        assert_eq!(Replicas::new("r".into()).count(), 1);
+    }
+
+    #[test]
+    fn a_higher_count_is_taken_at_once_a_lower_one_once_it_lasts() {
+        let r = Replicas::new("r".into());
+        let t0 = Instant::now();
+        r.observe(2, t0);
+        r.observe(3, t0);
+        assert_eq!(r.count(), 3);
+        r.observe(2, t0 + Duration::from_secs(1));
+        assert_eq!(r.count(), 3, "one lapsed announcement");
+        r.observe(3, t0 + Duration::from_secs(2));
+        r.observe(2, t0 + Duration::from_secs(3));
+        r.observe(2, t0 + Duration::from_secs(5));
+        assert_eq!(r.count(), 3, "lower for 2 s");
+        r.observe(2, t0 + Duration::from_secs(6));
+        assert_eq!(r.count(), 2, "lower for 3 s");
     }
 }
