@@ -203,23 +203,24 @@ struct Running {
 }
 
 impl Running {
-    /// Stops everything within `grace`, plus at most [`MIN_AUDIT_FLUSH`]:
-    /// the reloader and the probe are told at once; `/authz` drains first
-    /// (so `/readyz` keeps answering while it does), bounded by its
-    /// `shutdown_timeout`; the admin listener gets what is left of the
-    /// grace, then the audit queue what is left again (at least
-    /// `MIN_AUDIT_FLUSH`); the reloader and the probe are joined last, and
-    /// aborted if they are not done by then.
+    /// Stops everything within `grace`, plus at most [`MIN_AUDIT_FLUSH`],
+    /// whatever the stores do (every wait here is bounded by what is left
+    /// of the grace): the reloader and the probe are told at once; `/authz`
+    /// drains first (so `/readyz` keeps answering while it does); the admin
+    /// listener gets what is left of the grace, then the audit queue what
+    /// is left again (at least `MIN_AUDIT_FLUSH`); the reloader and the
+    /// probe are joined last, and aborted if they are not done by then (a
+    /// `last_used_at` write to a database that does not answer is lost).
     async fn stop(self, grace: Duration) -> anyhow::Result<()> {
         let grace_ends = Instant::now() + grace;
         let left = || grace_ends.saturating_duration_since(Instant::now());
         tracing::info!(grace_secs = grace.as_secs(), "shutting down");
         let _ = self.stop.send(true);
         let (authz, authz_task) = self.authz;
-        authz.stop(true).await;
-        let mut listeners = joined(authz_task).await;
+        let mut listeners = stop_listener(&authz, authz_task, left(), "/authz").await;
         let (admin, admin_task) = self.admin;
-        listeners = listeners.and(stop_admin(&admin, admin_task, left()).await);
+        listeners =
+            listeners.and(stop_listener(&admin, admin_task, left(), "the admin listener").await);
         // After the listeners: every decision made is queued by now.
         if let Some(audit) = self.audit {
             audit.stop(left().max(MIN_AUDIT_FLUSH)).await;
@@ -263,14 +264,15 @@ async fn join_or_abort(
     }
 }
 
-/// Stops the admin listener gracefully, waiting at most `within`. Its
-/// socket closes at once; a connection still open then (a scraper's
-/// keep-alive) is the server's to close, by its own `shutdown_timeout`,
-/// and is not waited for.
-async fn stop_admin(
+/// Stops a listener gracefully, waiting at most `within`. Its socket
+/// closes at once; a connection still open then (a request waiting on a
+/// store, a scraper's keep-alive) is the server's to close, by its own
+/// `shutdown_timeout`, and is not waited for.
+async fn stop_listener(
     handle: &ServerHandle,
     task: ServerTask,
     within: Duration,
+    what: &'static str,
 ) -> anyhow::Result<()> {
     let stopping = handle.stop(true);
     match tokio::time::timeout(within, async {
@@ -282,8 +284,9 @@ async fn stop_admin(
         Ok(result) => result,
         Err(_) => {
             tracing::warn!(
+                listener = what,
                 within_ms = within.as_millis() as u64,
-                "the admin listener did not drain within the grace period"
+                "not drained within the grace period"
             );
             Ok(())
         }
@@ -325,6 +328,7 @@ fn watcher_for(
             status,
             reload_interval: config.db_reload_interval,
             usage_interval: config.last_used_interval,
+            db_timeout: config.db_timeout,
             hangups,
         }),
     })
@@ -354,7 +358,7 @@ fn state_for(
         .map(|r| r.cache_ttl)
         .unwrap_or_default();
     let keys = Arc::new(TieredKeys::new(
-        PgKeys::new(pool.clone()),
+        PgKeys::new(pool.clone(), config.db_timeout),
         redis.cloned(),
         config.cache_ttl,
         l2_ttl,

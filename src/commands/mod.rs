@@ -181,13 +181,18 @@ fn dispatch(command: Command) -> Result<(), CommandError> {
 }
 
 /// The commands that talk to a database or a socket run on a runtime of
-/// their own; the others never start one.
+/// their own; the others never start one. Once the command is done the
+/// runtime is dropped without waiting on blocking work still running (a
+/// DNS look-up for a database that is gone): `serve` has already stopped
+/// within its grace period, and exiting must not wait longer.
 fn block_on(command: impl Future<Output = Result<(), CommandError>>) -> Result<(), CommandError> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the runtime")?
-        .block_on(command)
+        .context("cannot start the runtime")?;
+    let result = runtime.block_on(command);
+    runtime.shutdown_background();
+    result
 }
 
 /// Why a command failed, which decides its exit code (DESIGN §10).

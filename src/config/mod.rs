@@ -18,11 +18,13 @@ use crate::core::seal::MasterKey;
 mod cidr;
 mod env;
 mod help;
+pub mod redis_url;
 pub mod settings;
 mod values;
 
 pub use cidr::Cidr;
 pub use help::{settings_help, settings_markdown};
+pub use redis_url::RedisTarget;
 pub use settings::{unknown_variables, Setting, SETTINGS};
 pub use values::parse_duration;
 
@@ -41,6 +43,9 @@ pub const DEFAULT_HMAC_WINDOW: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DB_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DB_POOL_SIZE: usize = 16;
+/// nginx waits on the auth subrequest: a silent database must cost a
+/// request about a second, not the whole outage.
+pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_LAST_USED_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.0/8,::1/128";
@@ -75,6 +80,8 @@ pub enum RedisFailure {
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
     pub url: SecretSetting,
+    /// The topology the URL names (`config::redis_url`).
+    pub target: RedisTarget,
     pub prefix: String,
     pub timeout: Duration,
     pub failure: RedisFailure,
@@ -117,6 +124,9 @@ pub struct Config {
     pub max_staleness: Duration,
     pub db_reload_interval: Duration,
     pub db_pool_size: usize,
+    /// The longest a request waits on PostgreSQL (pool checkout and key
+    /// look-up together); also bounds the listener's health check.
+    pub db_timeout: Duration,
     pub last_used_interval: Duration,
     pub file: Option<PathBuf>,
     pub listen: Listen,
@@ -191,6 +201,7 @@ impl Config {
             db_reload_interval: duration(env, &s::DB_RELOAD_INTERVAL, DEFAULT_DB_RELOAD_INTERVAL)?,
             last_used_interval: duration(env, &s::LAST_USED_INTERVAL, DEFAULT_LAST_USED_INTERVAL)?,
             db_pool_size: count(env, &s::DB_POOL_SIZE, DEFAULT_DB_POOL_SIZE)?,
+            db_timeout: duration(env, &s::DB_TIMEOUT, DEFAULT_DB_TIMEOUT)?,
             file: env.get(&s::CONFIG).map(PathBuf::from),
             listen: values::listen(env, &s::LISTEN, DEFAULT_LISTEN)?,
             admin_listen: env
@@ -256,12 +267,7 @@ fn redis_settings(env: &Env) -> Result<Option<RedisSettings>, ConfigError> {
     let Some(url) = env.secret(&s::REDIS_URL)? else {
         return Ok(None);
     };
-    if deadpool_redis::redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
-        return Err(err(
-            s::REDIS_URL.name,
-            "expected redis://[user:password@]host[:port][/db] or unix:///path",
-        ));
-    }
+    let target = redis_url::parse(&url).map_err(|why| err(s::REDIS_URL.name, why))?;
     let failure = match env.get(&s::REDIS_FAILURE) {
         None | Some("local") => RedisFailure::Local,
         Some("deny") => RedisFailure::Deny,
@@ -269,6 +275,7 @@ fn redis_settings(env: &Env) -> Result<Option<RedisSettings>, ConfigError> {
     };
     Ok(Some(RedisSettings {
         url: SecretSetting(url),
+        target,
         prefix: env
             .get(&s::REDIS_PREFIX)
             .unwrap_or(DEFAULT_REDIS_PREFIX)

@@ -176,6 +176,11 @@ pub const DB_POOL_SIZE: Setting = plain(
     Value("16"),
     "PostgreSQL connections per replica",
 );
+pub const DB_TIMEOUT: Setting = plain(
+    "GATEKEEPER_DB_TIMEOUT",
+    Value("1s"),
+    "how long a request waits on PostgreSQL (pool, key look-up) before `store_unavailable`",
+);
 pub const LAST_USED_INTERVAL: Setting = plain(
     "GATEKEEPER_LAST_USED_INTERVAL",
     Value("10s"),
@@ -203,8 +208,9 @@ pub const REDIS_URL: Setting = secret(
     "GATEKEEPER_REDIS_URL",
     "GATEKEEPER_REDIS_URL_FILE",
     Unset,
-    "`redis://[user:pass@]host[:port][/db]`: state shared by replicas (limits, nonces, failures, \
-     L2 cache)",
+    "`redis://[user:pass@]host[:port][/db]`, `redis+sentinel://[user:pass@]host[:port][,…]/master[/db]` \
+     or `redis+cluster://[user:pass@]host[:port][,…]`: state shared by replicas (limits, nonces, \
+     failures, L2 cache)",
 );
 pub const REDIS_PREFIX: Setting = plain(
     "GATEKEEPER_REDIS_PREFIX",
@@ -279,6 +285,7 @@ pub const SETTINGS: &[&Setting] = &[
     &MAX_STALENESS,
     &DB_RELOAD_INTERVAL,
     &DB_POOL_SIZE,
+    &DB_TIMEOUT,
     &LAST_USED_INTERVAL,
     &LOG_FORMAT,
     &LOG_LEVEL,

@@ -81,6 +81,21 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LimitKey(pub Arc<str>);
 
+impl LimitKey {
+    /// What the keys one decision charges together share: the client id
+    /// of a client's (`c:<id>`) and its grants' (`g:<id>:<route>`) limits,
+    /// the whole name otherwise. A store that must keep one call's keys
+    /// together (Redis Cluster's hash slots) groups them by it. Client ids
+    /// hold no `:` (`core::ids`), so the id is the text up to the next `:`.
+    pub fn owner(&self) -> &str {
+        let name = &*self.0;
+        match name.split_once(':') {
+            Some(("c" | "g", rest)) => rest.split_once(':').map_or(rest, |(id, _)| id),
+            _ => name,
+        }
+    }
+}
+
 /// One limit a request is charged against.
 #[derive(Clone, Copy, Debug)]
 pub struct Charge<'a> {

@@ -473,3 +473,13 @@ fn an_exhausted_share_admits_nothing_until_an_interval_has_passed() {
     l.exhaust_share(&charges, 2, 0);
     assert!(!shared(&l, limit("100/1m"), 2, 2_399 * MS));
 }
+
+#[test]
+fn a_clients_own_and_grant_limits_share_an_owner_other_keys_own_themselves() {
+    assert_eq!(key("c:team-a").owner(), "team-a");
+    assert_eq!(key("g:team-a:route-1").owner(), "team-a");
+    assert_eq!(key("g:team-a:/v1/x:y").owner(), "team-a");
+    assert_eq!(key("f:10.0.0.1").owner(), "f:10.0.0.1");
+    assert_eq!(key("f:2001:db8:0:1::/64").owner(), "f:2001:db8:0:1::/64");
+    assert_eq!(key("plain").owner(), "plain");
+}

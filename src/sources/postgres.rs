@@ -7,6 +7,13 @@
 //! snapshot are looked up with one indexed query. A failure to reach the
 //! database never becomes an allow: the last snapshot keeps serving until it
 //! is older than the staleness bound, and look-ups answer `store_unavailable`.
+//!
+//! A database that accepts connections and never answers is noticed too:
+//! the listener connection is asked `SELECT 1` every [`HEARTBEAT`], and one
+//! not answered within `GATEKEEPER_DB_TIMEOUT` counts as the connection lost
+//! (`/readyz` degraded, stale keys served without asking). Every wait on the
+//! database here is bounded — connecting, LISTEN, a reload, a `last_used_at`
+//! write — so this task always comes back to its stop signal.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +39,13 @@ pub const CHANNEL: &str = "gatekeeper";
 /// First and largest wait between listener reconnection attempts.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often the listener connection is asked whether the database answers.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The longest a full reload may take: generous (a large policy on a busy
+/// database), as the heartbeat, not this, is what notices a silent one.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a `last_used_at` write may take.
+const USAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Loads and validates the whole policy from the database.
 pub async fn load_policy(pool: &Pool, key: Option<&MasterKey>) -> anyhow::Result<Policy> {
@@ -63,12 +77,23 @@ fn change_of(payload: &str) -> Change {
 }
 
 struct Listener {
-    _client: tokio_postgres::Client,
     changes: mpsc::Receiver<Change>,
     /// Set when a notification could not be queued: which key it named is
     /// lost, so every shared record must go.
     overflowed: Arc<AtomicBool>,
+    /// Drives the connection; ends (closing `changes`) when it does.
     task: tokio::task::JoinHandle<()>,
+    /// Asks the connection whether the database answers; it owns the
+    /// client, so the session stays open while it runs.
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+/// Also when the source's own task is aborted (the App's stop).
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.heartbeat.abort();
+    }
 }
 
 /// Keeps one replica's snapshot in step with the database.
@@ -82,6 +107,8 @@ pub struct PgSource {
     pub reload_interval: Duration,
     /// How often key uses are written to `last_used_at`.
     pub usage_interval: Duration,
+    /// How long the heartbeat (and LISTEN) may wait for an answer.
+    pub db_timeout: Duration,
     /// A hang-up asks for a full reload: SIGHUP in `serve` (installed
     /// before the listeners answer), a trigger in process.
     pub hangups: Hangups,
@@ -104,7 +131,7 @@ impl PgSource {
                     self.reload("listener_connected").await;
                     let mut listener = listener;
                     let stopped = self.follow(&mut listener, &mut stop, &mut hangups).await;
-                    listener.task.abort();
+                    drop(listener);
                     if stopped {
                         return;
                     }
@@ -143,10 +170,12 @@ impl PgSource {
         loop {
             tokio::select! {
                 _ = stop.changed() => {
-                    self.flush_usage().await;
+                    // The last write gets what a request would: a silent
+                    // database must not hold the stop for the whole grace.
+                    self.flush_usage(self.db_timeout).await;
                     return true;
                 }
-                _ = usage.tick() => self.flush_usage().await,
+                _ = usage.tick() => self.flush_usage(USAGE_TIMEOUT).await,
                 change = listener.changes.recv() => match change {
                     Some(first) => {
                         // Drop what the changed keys left behind before
@@ -179,14 +208,11 @@ impl PgSource {
 
     /// A dedicated connection (not from the pool) that LISTENs. Its task
     /// polls the connection, forwards each notification, and ends — closing
-    /// the channel — when the connection does. The client is returned so the
-    /// caller keeps the session open.
+    /// the channel — when the connection does, or when the heartbeat finds
+    /// the database silent and aborts it.
     async fn listen(&self) -> anyhow::Result<Listener> {
-        let config: tokio_postgres::Config = self
-            .url
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid PostgreSQL URL"))?;
-        let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+        let config = crate::db::parse(&self.url)?;
+        let (client, mut connection) = crate::db::open(&config).await?;
         let (tx, changes) = mpsc::channel(1024);
         let overflowed = Arc::new(AtomicBool::new(false));
         let overflow = overflowed.clone();
@@ -205,27 +231,54 @@ impl PgSource {
                 }
             }
         });
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        let listening = tokio::time::timeout(
+            self.db_timeout,
+            client.batch_execute(&format!("LISTEN {CHANNEL}")),
+        )
+        .await;
+        match listening {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                task.abort();
+                return Err(e.into());
+            }
+            Err(_) => {
+                task.abort();
+                anyhow::bail!("PostgreSQL did not answer LISTEN in time");
+            }
+        }
+        let heartbeat = tokio::spawn(heartbeat(
+            client,
+            task.abort_handle(),
+            self.db_timeout,
+            self.keys.clone(),
+            self.status.clone(),
+        ));
         Ok(Listener {
-            _client: client,
             changes,
             overflowed,
             task,
+            heartbeat,
         })
     }
 
     /// Writes `last_used_at` for the keys used since the last flush, in one
-    /// statement (which, by design of the trigger, notifies nobody).
-    async fn flush_usage(&self) {
+    /// statement (which, by design of the trigger, notifies nobody), or
+    /// gives up after `within`.
+    async fn flush_usage(&self, within: Duration) {
         let used = self.authorizer.take_key_usage();
         if used.is_empty() {
             return;
         }
-        let result = match self.pool.get().await {
-            Ok(client) => store::touch_keys_last_used(&**client, &used)
+        let write = async {
+            let client = self.pool.get().await.map_err(|e| e.to_string())?;
+            store::touch_keys_last_used(&**client, &used)
                 .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| e.to_string())
+        };
+        let result = match tokio::time::timeout(within, write).await {
+            Ok(written) => written,
+            Err(_) => Err("PostgreSQL did not answer in time".to_owned()),
         };
         if let Err(error) = result {
             // Advisory data: dropped, not retried, so an outage cannot grow memory.
@@ -234,26 +287,68 @@ impl PgSource {
     }
 
     async fn reload(&self, trigger: &'static str) {
-        let result = load_policy(&self.pool, self.master_key.as_ref())
-            .await
-            .context("cannot load the policy from PostgreSQL");
+        let load = load_policy(&self.pool, self.master_key.as_ref());
+        let result = match tokio::time::timeout(RELOAD_TIMEOUT, load).await {
+            Ok(loaded) => loaded.context("cannot load the policy from PostgreSQL"),
+            Err(_) => {
+                self.keys.database_answers(false);
+                Err(anyhow::anyhow!(
+                    "cannot load the policy from PostgreSQL: no answer within {}s",
+                    RELOAD_TIMEOUT.as_secs()
+                ))
+            }
+        };
         let loaded = result.is_ok();
         install(&self.authorizer, &self.status, trigger, result, "failed");
         if loaded {
             // Key records were read against the old state: read them again.
             self.keys.clear();
+            self.keys.database_answers(true);
         }
     }
 
-    /// Whether the LISTEN connection is up: in `/readyz` and as a gauge.
     fn listener(&self, connected: bool) {
-        self.update(|s| s.listener_connected = Some(connected));
-        ::metrics::gauge!(crate::metrics::POSTGRES_LISTENER).set(if connected { 1.0 } else { 0.0 });
+        listener_connected(&self.status, connected);
     }
+}
 
-    fn update(&self, f: impl FnOnce(&mut ReloadStatus)) {
-        if let Ok(mut s) = self.status.lock() {
-            f(&mut s);
+/// Whether the LISTEN connection is up: in `/readyz` and as a gauge.
+fn listener_connected(status: &Mutex<ReloadStatus>, connected: bool) {
+    if let Ok(mut s) = status.lock() {
+        s.listener_connected = Some(connected);
+    }
+    ::metrics::gauge!(crate::metrics::POSTGRES_LISTENER).set(if connected { 1.0 } else { 0.0 });
+}
+
+/// Asks the listener connection `SELECT 1` every [`HEARTBEAT`]. An error or
+/// no answer within `timeout` means the database is gone or silent: the
+/// connection is dropped (`connection`, which closes the listener's channel,
+/// so the source reconnects and reloads) and stale keys stop asking it.
+async fn heartbeat(
+    client: tokio_postgres::Client,
+    connection: tokio::task::AbortHandle,
+    timeout: Duration,
+    keys: Arc<TieredKeys>,
+    status: Arc<Mutex<ReloadStatus>>,
+) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let answered = tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await;
+        if matches!(answered, Ok(Ok(_))) {
+            keys.database_answers(true);
+            continue;
         }
+        keys.database_answers(false);
+        // At once: the source may be busy (a reload) before it notices.
+        listener_connected(&status, false);
+        tracing::warn!(
+            timeout_ms = timeout.as_millis() as u64,
+            "PostgreSQL did not answer the listener's health check; reconnecting"
+        );
+        connection.abort();
+        return;
     }
 }

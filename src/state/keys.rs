@@ -14,9 +14,17 @@
 //! reload makes all of L1 stale (`clear`). A fill that raced with either is
 //! dropped, so a record read before a revocation never lands after it.
 //!
-//! When PostgreSQL cannot be reached, a stale L1 record (past its TTL, or
-//! from before a reload) is still served: the authorizer's staleness bound
-//! decides how long that may go on.
+//! Every look-up in PostgreSQL is bounded (`GATEKEEPER_DB_TIMEOUT`, pool
+//! checkout included): a database that accepts and never answers costs a
+//! request that bound, then `store_unavailable`. When PostgreSQL cannot be
+//! reached, a stale L1 record (past its TTL, or from before a reload) is
+//! still served: the authorizer's staleness bound decides how long that may
+//! go on. Once the database is known not to answer (a look-up failed, or
+//! the source's health check did), a stale record is served without asking
+//! again, so known keys do not each wait out the bound — except by one
+//! request a second, which asks (a probe: the listener that would announce
+//! a revocation may be what is down, not the database); the first answer
+//! from the database (a look-up, a health check, a reload) ends that.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +42,10 @@ use crate::state::redis::key_cache::{self as l2, Cached, KeyCache, FILL_DEADLINE
 use crate::state::redis::Redis;
 use crate::state::ttl_cache::make_room;
 use crate::state::{KeyLookup, KeyStore};
+
+/// While the database is silent, how often a look-up holding a stale record
+/// still asks it.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 struct Entry {
     record: KeyRecord,
@@ -57,6 +69,12 @@ pub struct TieredKeys {
     /// written before it listened may predate a revocation it never heard.
     l2_trusted: AtomicBool,
     pg: PgKeys,
+    /// Set while PostgreSQL is known not to answer: a stale L1 record is
+    /// served without waiting on it.
+    silent: AtomicBool,
+    /// When a stale record's look-up last asked the silent database
+    /// (monotonic nanoseconds).
+    probed: AtomicU64,
     clock: Arc<dyn Clock>,
 }
 
@@ -78,6 +96,8 @@ impl TieredKeys {
             l2: redis.map(|r| (r, KeyCache::new(l2_ttl))),
             l2_trusted: AtomicBool::new(false),
             pg,
+            silent: AtomicBool::new(false),
+            probed: AtomicU64::new(0),
             clock,
         }
     }
@@ -97,6 +117,29 @@ impl TieredKeys {
     pub fn clear(&self) {
         let _l1 = self.lock();
         self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether PostgreSQL answers, as the source's health check and reloads
+    /// find: while it does not, stale L1 records serve without asking it.
+    pub fn database_answers(&self, answers: bool) {
+        self.silent.store(!answers, Ordering::SeqCst);
+    }
+
+    /// Whether a look-up that holds a stale record should serve it without
+    /// asking: while the database is silent, all but one a [`PROBE_EVERY`].
+    fn skip_database(&self) -> bool {
+        if !self.silent.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = self.clock.mono_nanos();
+        let last = self.probed.load(Ordering::SeqCst);
+        if Duration::from_nanos(now.saturating_sub(last)) < PROBE_EVERY {
+            return true;
+        }
+        // The one that swaps the time is the probe; the others skip.
+        self.probed
+            .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
     }
 
     /// Drops one key's L1 record (its row changed).
@@ -168,6 +211,12 @@ impl TieredKeys {
             }
             Err(stale) => stale,
         };
+        if stale.is_some() && self.skip_database() {
+            // The database does not answer: asking would only cost this
+            // request the look-up bound before the same record is served.
+            ::metrics::counter!(CACHE_HITS, "layer" => "l1_stale").increment(1);
+            return Ok(stale);
+        }
         ::metrics::counter!(CACHE_MISSES, "layer" => "l1").increment(1);
         let asked = (
             self.epoch.load(Ordering::SeqCst),
@@ -191,7 +240,9 @@ impl TieredKeys {
                 }
             }
         }
-        match self.pg.find_key(digest).await {
+        let found = self.pg.find_key(digest).await;
+        self.database_answers(found.is_ok());
+        match found {
             Ok(Some(record)) => {
                 if let (Some((redis, cache)), Some(g)) = (&self.l2, &generation) {
                     let took = self.clock.mono_nanos().saturating_sub(started);
@@ -218,33 +269,149 @@ impl KeyStore for TieredKeys {
 /// Finds a key in the database: the last layer (L3).
 pub struct PgKeys {
     pool: Pool,
+    /// Pool checkout, statement preparation and the query, together.
+    timeout: Duration,
 }
 
 impl PgKeys {
-    pub fn new(pool: Pool) -> PgKeys {
-        PgKeys { pool }
+    pub fn new(pool: Pool, timeout: Duration) -> PgKeys {
+        PgKeys { pool, timeout }
     }
+
+    async fn look_up(&self, digest: Digest) -> Result<Option<KeyRecord>, Outage> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let client = match tokio::time::timeout_at(deadline, self.pool.get()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "no PostgreSQL connection for the key look-up");
+                return Err(Outage::of(Dependency::Postgres));
+            }
+            Err(_) => return Err(silent(self.timeout)),
+        };
+        let query = async {
+            // Prepared once per pooled connection, then one round trip.
+            let statement = client.prepare_cached(store::FIND_KEY).await?;
+            store::find_key_with(&**client, &statement, &digest).await
+        };
+        match tokio::time::timeout_at(deadline, query).await {
+            Ok(Ok(found)) => Ok(found),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "key look-up failed");
+                Err(Outage::of(Dependency::Postgres))
+            }
+            Err(_) => {
+                // The connection may still get the answer, or never: it is
+                // not handed to the next request either way.
+                drop(deadpool_postgres::Object::take(client));
+                Err(silent(self.timeout))
+            }
+        }
+    }
+}
+
+fn silent(waited: Duration) -> Outage {
+    tracing::warn!(
+        waited_ms = waited.as_millis() as u64,
+        "PostgreSQL did not answer the key look-up in time"
+    );
+    Outage::of(Dependency::Postgres)
 }
 
 impl KeyStore for PgKeys {
     fn find_key(&self, digest: Digest) -> KeyLookup<'_> {
-        Box::pin(async move {
-            let client = self
-                .pool
-                .get()
-                .await
-                .map_err(|_| Outage::of(Dependency::Postgres))?;
-            // Prepared once per pooled connection, then one round trip.
-            let statement = client.prepare_cached(store::FIND_KEY).await.map_err(|e| {
-                tracing::warn!(error = %e, "cannot prepare the key look-up");
-                Outage::of(Dependency::Postgres)
-            })?;
-            store::find_key_with(&**client, &statement, &digest)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "key look-up failed");
-                    Outage::of(Dependency::Postgres)
-                })
-        })
+        Box::pin(self.look_up(digest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{ClientId, KeyId, KeyStatus};
+    use std::time::Instant;
+
+    /// Monotonic time the test moves (seconds).
+    struct TestClock(AtomicU64);
+
+    impl Clock for TestClock {
+        fn unix_secs(&self) -> i64 {
+            1_800_000_000
+        }
+        fn mono_nanos(&self) -> u64 {
+            self.0.load(Ordering::SeqCst) * 1_000_000_000
+        }
+    }
+
+    const BOUND: Duration = Duration::from_millis(200);
+
+    /// A database that accepts connections (the kernel's backlog does)
+    /// and never answers; kept open while the listener lives.
+    fn silent_database() -> (std::net::TcpListener, Pool) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("postgres://u@127.0.0.1:{port}/db");
+        (listener, crate::db::pool(&url, 2).unwrap())
+    }
+
+    fn record(key: &str) -> KeyRecord {
+        KeyRecord {
+            id: KeyId::parse("k1").unwrap(),
+            client_id: ClientId::parse("c1").unwrap(),
+            digest: Digest::of(key.as_bytes()),
+            status: KeyStatus::Active,
+            expires_at: None,
+        }
+    }
+
+    async fn timed(keys: &TieredKeys, known: &KeyRecord) -> (Option<KeyRecord>, Duration) {
+        let started = Instant::now();
+        let found = keys.look_up(known.digest).await.expect("served stale");
+        (found, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_look_up_in_a_silent_database_gives_up_within_the_bound() {
+        let (_db, pool) = silent_database();
+        let keys = PgKeys::new(pool, BOUND);
+        let started = Instant::now();
+        let found = keys.find_key(Digest::of(b"some key")).await;
+        assert!(found.is_err(), "an outage, not an answer");
+        assert!(started.elapsed() < BOUND * 3, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_stale_record_is_served_at_once_while_the_database_is_silent_but_one_look_up_a_second_asks(
+    ) {
+        let (_db, pool) = silent_database();
+        let clock = Arc::new(TestClock(AtomicU64::new(100)));
+        let ttl = Duration::from_secs(30);
+        let keys = TieredKeys::new(PgKeys::new(pool, BOUND), None, ttl, ttl, 8, clock.clone());
+        let known = record("known key");
+        keys.remember(&known, (0, 0));
+        clock.0.fetch_add(31, Ordering::SeqCst); // past the TTL
+
+        // Not known to be silent yet: asked, then served stale.
+        let (found, took) = timed(&keys, &known).await;
+        assert_eq!(found.as_ref().map(|r| &r.id), Some(&known.id));
+        assert!(took >= BOUND, "the database was asked first");
+        // Now it is: served without waiting, but for one probe a second.
+        let (found, took) = timed(&keys, &known).await;
+        assert!(found.is_some());
+        assert!(took >= BOUND, "the first look-up while silent probes");
+        for _ in 0..3 {
+            let (found, took) = timed(&keys, &known).await;
+            assert!(found.is_some());
+            assert!(took < BOUND, "served at once: {took:?}");
+        }
+        clock.0.fetch_add(1, Ordering::SeqCst);
+        let (_, took) = timed(&keys, &known).await;
+        assert!(took >= BOUND, "a second later, one look-up asks again");
+        // An unknown key is always asked, and refused within the bound.
+        let started = Instant::now();
+        assert!(keys.look_up(Digest::of(b"unknown")).await.is_err());
+        assert!(started.elapsed() < BOUND * 3);
+        // The database answers again (the source says so): asked again.
+        keys.database_answers(true);
+        let (_, took) = timed(&keys, &known).await;
+        assert!(took >= BOUND);
     }
 }

@@ -14,6 +14,7 @@ pub mod app;
 pub mod hmac;
 pub mod proxy;
 pub mod redis;
+pub mod topology;
 
 #[allow(unused_imports)] // as dead_code above: not every binary runs an App
 pub use app::{spawn_app, spawn_app_with, spawn_app_with_env, TestApp};

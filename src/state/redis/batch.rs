@@ -22,6 +22,12 @@
 //! and a spurious wake-up each.) A failed flush fails each of its callers
 //! as a failed call would (`Redis::failed`: counted, marked down,
 //! fallback).
+//!
+//! In Redis Cluster a script's keys must share a hash slot, and the asks of
+//! a batch are tagged by owner (`Ask::tagged`): a flush sends one script
+//! call per owner, concurrently, each deciding its asks in arrival order
+//! (asks of different owners touch no common key, so their order does not
+//! matter). A failed call fails only its own callers.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,7 +97,11 @@ impl Batcher {
         charges: &[Charge<'_>],
         mode: Mode,
     ) -> Result<Outcome, Unavailable> {
-        let Some(ask) = Ask::new(&self.prefix, charges, mode) else {
+        let ask = match self.redis.is_cluster() {
+            false => Ask::new(&self.prefix, charges, mode),
+            true => Ask::tagged(&self.prefix, charges, mode),
+        };
+        let Some(ask) = ask else {
             return Ok(Ok(None));
         };
         if !self.redis.is_up() {
@@ -168,18 +178,43 @@ impl Flush {
         };
         self.taken = true;
         let Some(oldest) = oldest else { return };
-        match self.send(&asks, oldest + self.redis.timeout).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+        let deadline = oldest + self.redis.timeout;
+        let answers = match self.redis.is_cluster() {
+            false => fan_out(self.send(&asks, deadline).await, asks.len()),
+            true => self.send_per_slot(asks, deadline).await,
+        };
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// One script call per owner (hash tag), all at once; the replies in
+    /// the asks' order.
+    async fn send_per_slot(&self, asks: Vec<Ask>, deadline: Instant) -> Vec<Reply> {
+        let total = asks.len();
+        let mut groups: Vec<(Vec<usize>, Vec<Ask>)> = Vec::new();
+        for (at, ask) in asks.into_iter().enumerate() {
+            match groups.iter_mut().find(|(_, g)| g[0].group() == ask.group()) {
+                Some((ats, group)) => {
+                    ats.push(at);
+                    group.push(ask);
                 }
-            }
-            Err(error) => {
-                for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
-                }
+                None => groups.push((vec![at], vec![ask])),
             }
         }
+        let sent = groups.iter().map(|(_, group)| self.send(group, deadline));
+        let results = futures_util::future::join_all(sent).await;
+        let mut answers: Vec<Option<Reply>> = (0..total).map(|_| None).collect();
+        for ((ats, group), result) in groups.iter().zip(results) {
+            for (at, answer) in ats.iter().zip(fan_out(result, group.len())) {
+                answers[*at] = Some(answer);
+            }
+        }
+        let missing = || Err(AttemptError::Abandoned);
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(missing))
+            .collect()
     }
 
     /// One script call for `asks`, by `deadline`.
@@ -204,6 +239,14 @@ impl Drop for Flush {
             q.scheduled = false;
             q.waiting.clear();
         }
+    }
+}
+
+/// One reply per ask: its outcome, or the call's error for each of `n`.
+fn fan_out(result: Result<Vec<Outcome>, AttemptError>, n: usize) -> Vec<Reply> {
+    match result {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(error) => vec![Err(error); n],
     }
 }
 

@@ -16,8 +16,11 @@
 //!   cannot resurrect the key after it.
 //!
 //! Each operation is one script, so one round trip and atomic. The record
-//! names are built inside the scripts, which is fine for a single Redis
-//! (with or without replicas and Sentinel) but not for Redis Cluster.
+//! names are built inside the scripts from the generation they read, so in
+//! Redis Cluster every name of the cache carries one hash tag after the
+//! prefix (`<prefix>{key-cache}keys:generation`, …): the whole cache lives
+//! on one slot, which a script may touch at once. It is read only when the
+//! in-process cache misses, so one node carries it easily.
 //!
 //! Only records PostgreSQL returned go in: an unknown key is never cached,
 //! and the caller re-checks status and expiry on every hit.
@@ -88,13 +91,13 @@ impl KeyCache {
     /// The record for `digest`, resetting its TTL. A record that does not
     /// parse is a miss (PostgreSQL will answer), never an allow.
     pub async fn get(&self, redis: &Redis, digest: &Digest) -> Result<Cached, Unavailable> {
-        let generation_key = redis.key("keys:generation");
+        let (prefix, generation_key) = names(redis);
         let name = hex::encode(digest.0);
         let (generation, value): (String, String) = redis
             .call("key_cache_get", |mut conn| async move {
                 self.get
                     .key(&generation_key)
-                    .arg(redis.prefix())
+                    .arg(&prefix)
                     .arg(&name)
                     .arg(self.ttl_secs)
                     .invoke_async(&mut conn)
@@ -125,13 +128,13 @@ impl KeyCache {
             expires_at: found.expires_at,
         };
         let value = serde_json::to_string(&stored).map_err(|_| Unavailable)?;
-        let generation_key = redis.key("keys:generation");
+        let (prefix, generation_key) = names(redis);
         let name = hex::encode(found.digest.0);
         redis
             .call("key_cache_fill", |mut conn| async move {
                 self.fill
                     .key(&generation_key)
-                    .arg(redis.prefix())
+                    .arg(&prefix)
                     .arg(&name)
                     .arg(&value)
                     .arg(self.ttl_secs)
@@ -147,13 +150,13 @@ impl KeyCache {
 /// Removes the record of `digest` and blocks fills for a while: revocation
 /// and deletion. Usable without a `KeyCache` (the CLI).
 pub async fn forget(redis: &Redis, digest: &Digest) -> Result<(), Unavailable> {
-    let generation_key = redis.key("keys:generation");
+    let (prefix, generation_key) = names(redis);
     let name = hex::encode(digest.0);
     redis
         .call("key_cache_forget", |mut conn| async move {
             Script::new(FORGET)
                 .key(&generation_key)
-                .arg(redis.prefix())
+                .arg(&prefix)
                 .arg(&name)
                 .arg(TOMBSTONE_SECS)
                 .invoke_async::<i64>(&mut conn)
@@ -165,7 +168,7 @@ pub async fn forget(redis: &Redis, digest: &Digest) -> Result<(), Unavailable> {
 
 /// Orphans every record: after notifications may have been missed.
 pub async fn flush(redis: &Redis) -> Result<(), Unavailable> {
-    let generation_key = redis.key("keys:generation");
+    let (_, generation_key) = names(redis);
     redis
         .call("key_cache_flush", |mut conn| async move {
             redis::cmd("INCR")
@@ -175,6 +178,14 @@ pub async fn flush(redis: &Redis) -> Result<(), Unavailable> {
         })
         .await
         .map(drop)
+}
+
+/// The prefix of every name of the cache (the Redis prefix, and in a
+/// cluster the cache's hash tag) and the generation counter's name.
+fn names(redis: &Redis) -> (String, String) {
+    let prefix = format!("{}{}", redis.prefix(), redis.hash_tag("key-cache"));
+    let generation = format!("{prefix}keys:generation");
+    (prefix, generation)
 }
 
 fn record(s: Stored, digest: &Digest) -> Option<KeyRecord> {

@@ -47,10 +47,12 @@
 //!
 //! # Redis Cluster
 //!
-//! A batch touches the keys of several clients in one script, which Redis
-//! Cluster allows only when they hash to one slot (else `CROSSSLOT`).
-//! Single-node and Sentinel deployments are fine; a cluster is not
-//! supported.
+//! Redis Cluster runs a script only when all its keys hash to one slot
+//! (else `CROSSSLOT`). In a cluster ([`Ask::tagged`]) each key's name holds
+//! its owner ([`LimitKey::owner`]: the client) as a hash tag, so the keys of
+//! one ask share a slot, and `state::redis::batch` splits a batch into one
+//! script call per owner. On one node or behind Sentinel the names carry no
+//! tag and a batch is one call, as before.
 
 use deadpool_redis::redis::{self, aio::ConnectionLike, ErrorKind, RedisError, RedisResult};
 
@@ -139,6 +141,9 @@ pub struct Ask {
     mode: Mode,
     keys: Vec<String>,
     params: Vec<Gcra>,
+    /// In a cluster, the owner its keys are tagged with: asks of one owner
+    /// may share a script call.
+    group: Option<Box<str>>,
 }
 
 impl Ask {
@@ -148,7 +153,34 @@ impl Ask {
         let (keys, params) = distinct(charges)
             .map(|c| (redis_key(prefix, c.key, &c.limit), micro_gcra(&c.limit)))
             .unzip::<_, _, Vec<_>, Vec<_>>();
-        (!keys.is_empty()).then_some(Ask { mode, keys, params })
+        (!keys.is_empty()).then_some(Ask {
+            mode,
+            keys,
+            params,
+            group: None,
+        })
+    }
+
+    /// As [`Ask::new`], for Redis Cluster: every key's name carries its
+    /// owner as a hash tag after `prefix` (see [`tagged_key`]). The keys of
+    /// one decision share an owner (a client's own and grant limits), so
+    /// they share a slot.
+    pub fn tagged(prefix: &str, charges: &[Charge<'_>], mode: Mode) -> Option<Ask> {
+        let (keys, params) = distinct(charges)
+            .map(|c| (tagged_key(prefix, c.key, &c.limit), micro_gcra(&c.limit)))
+            .unzip::<_, _, Vec<_>, Vec<_>>();
+        let group = charges.first()?.key.owner().into();
+        (!keys.is_empty()).then_some(Ask {
+            mode,
+            keys,
+            params,
+            group: Some(group),
+        })
+    }
+
+    /// The owner its keys are tagged with, in a cluster.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
     }
 }
 
@@ -232,9 +264,23 @@ impl RedisLimiter {
 /// back at its last `#`: distinct (key, limit) pairs never share one. One
 /// allocation: this runs for every limit of every decision.
 pub fn redis_key(prefix: &str, key: &LimitKey, limit: &Limit) -> String {
+    limit_key_name(prefix, None, key, limit)
+}
+
+/// [`redis_key`] for Redis Cluster: `prefix`, then the key's owner as a
+/// hash tag (`{team-a}`), then as `redis_key`. The tag decides the slot;
+/// the rest keeps names distinct.
+pub fn tagged_key(prefix: &str, key: &LimitKey, limit: &Limit) -> String {
+    limit_key_name(prefix, Some(key.owner()), key, limit)
+}
+
+fn limit_key_name(prefix: &str, tag: Option<&str>, key: &LimitKey, limit: &Limit) -> String {
     let mut digits = itoa::Buffer::new();
-    let mut name = String::with_capacity(prefix.len() + key.0.len() + 48);
+    let tag = tag.map(|owner| super::hash_tag(true, owner));
+    let tag = tag.as_deref().unwrap_or("");
+    let mut name = String::with_capacity(prefix.len() + tag.len() + key.0.len() + 48);
     name.push_str(prefix);
+    name.push_str(tag);
     name.push_str(&key.0);
     name.push('#');
     name.push_str(digits.format(limit.count));
@@ -361,6 +407,34 @@ mod tests {
             "60000000",
         ];
         assert_eq!(sent, expected);
+    }
+
+    #[test]
+    fn in_a_cluster_a_clients_keys_carry_its_id_as_one_hash_tag() {
+        let (c, g) = (
+            LimitKey("c:team-a".into()),
+            LimitKey("g:team-a:chat".into()),
+        );
+        let l = limit(2, Duration::from_secs(60), 2);
+        assert_eq!(
+            tagged_key("p:rl:", &c, &l),
+            "p:rl:{team-a}c:team-a#2/60000000000ns/2"
+        );
+        assert_eq!(
+            tagged_key("p:rl:", &g, &l),
+            "p:rl:{team-a}g:team-a:chat#2/60000000000ns/2"
+        );
+        assert_eq!(
+            redis_key("p:rl:", &c, &l),
+            "p:rl:c:team-a#2/60000000000ns/2"
+        );
+        let charges = [Charge { key: &g, limit: l }, Charge { key: &c, limit: l }];
+        let ask = Ask::tagged("p:rl:", &charges, Mode::Charge).unwrap();
+        assert_eq!(ask.group(), Some("team-a"));
+        assert_eq!(
+            Ask::new("p:rl:", &charges, Mode::Charge).unwrap().group(),
+            None
+        );
     }
 
     fn limit(count: u32, window: Duration, burst: u32) -> Limit {

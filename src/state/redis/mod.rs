@@ -20,12 +20,18 @@
 //! its own connection through the pool (which bounds how many are opened
 //! at once and how long that may take), on its own runtime, takes it out
 //! of the pool, and keeps it until a failure.
+//!
+//! The URL names the topology (`config::redis_url`): one node, Sentinel or
+//! Cluster; `topology` opens the connections, and [`Redis::hash_tag`] names
+//! the keys one script call touches so that, in a cluster, they share a
+//! hash slot.
 
 pub mod batch;
 pub mod health;
 pub mod key_cache;
 pub mod limiter_script;
 pub mod replicas;
+pub mod topology;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -33,15 +39,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, RedisResult};
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{PoolConfig, Timeouts};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{RedisFailure, RedisSettings};
 use crate::metrics;
+pub use topology::Connection;
+use topology::Pool;
 
 use health::{AfterFailure, Health};
 use replicas::{Replicas, ANNOUNCE_EVERY, ANNOUNCE_TIMEOUT};
@@ -58,12 +65,12 @@ thread_local! {
 struct ThreadConnection {
     owner: u64,
     epoch: u64,
-    conn: MultiplexedConnection,
+    conn: Connection,
     open: Arc<AtomicUsize>,
 }
 
 impl ThreadConnection {
-    fn new(redis: &Redis, epoch: u64, conn: MultiplexedConnection) -> ThreadConnection {
+    fn new(redis: &Redis, epoch: u64, conn: Connection) -> ThreadConnection {
         redis.open.fetch_add(1, Ordering::Relaxed);
         ThreadConnection {
             owner: redis.id,
@@ -134,17 +141,13 @@ impl Redis {
     /// A pool for `settings`; connects lazily, so a Redis that is down at
     /// start-up is an outage like any other, not a failed start.
     pub fn new(settings: &RedisSettings) -> anyhow::Result<Redis> {
-        let mut config = deadpool_redis::Config::from_url(settings.url.0.as_str());
         let mut pool = PoolConfig::new(settings.pool_size);
         pool.timeouts = Timeouts {
             wait: Some(settings.timeout),
             create: Some(settings.timeout),
             recycle: Some(settings.timeout),
         };
-        config.pool = Some(pool);
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|_| anyhow::anyhow!("GATEKEEPER_REDIS_URL: cannot build a Redis pool"))?;
+        let pool = Pool::new(settings, pool)?;
         Ok(Redis {
             pool,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -182,12 +185,28 @@ impl Redis {
         &self.prefix
     }
 
+    /// Whether Redis is a cluster: the keys of one script call must then
+    /// hash to one slot.
+    pub fn is_cluster(&self) -> bool {
+        self.pool.is_cluster()
+    }
+
+    /// What to put in the names of keys one script call touches together,
+    /// after the prefix: in a cluster `{group}`, a hash tag, so that they
+    /// hash to one slot (Redis hashes only the text between the first `{`
+    /// and the next `}`); nothing otherwise, so the names on one node or
+    /// behind Sentinel are what they always were. The slot is a function of
+    /// the prefix and `group` alone, whatever either holds.
+    pub fn hash_tag(&self, group: &str) -> String {
+        hash_tag(self.is_cluster(), group)
+    }
+
     /// Runs `op` on a pooled connection within the timeout. `what` names
     /// the operation in metrics and logs. While Redis is marked down this
     /// fails at once.
     pub async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, Unavailable>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         if !self.is_up() {
@@ -202,7 +221,7 @@ impl Redis {
     /// down mark or failure handling; the error as text for `failed`.
     async fn attempt<T, F, Fut>(&self, op: F) -> Result<T, AttemptError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         self.attempt_until(Instant::now() + self.timeout, op).await
@@ -211,7 +230,7 @@ impl Redis {
     /// `attempt`, bounded by `deadline` instead of the timeout from now.
     async fn attempt_until<T, F, Fut>(&self, deadline: Instant, op: F) -> Result<T, AttemptError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let attempt = async {
@@ -229,14 +248,14 @@ impl Redis {
     }
 
     /// This thread's connection, opened on first use and after a failure.
-    async fn connection(&self) -> Result<MultiplexedConnection, deadpool_redis::PoolError> {
+    async fn connection(&self) -> Result<Connection, deadpool_redis::PoolError> {
         let epoch = self.epoch.load(Ordering::Relaxed);
         if let Some(conn) = self.thread_connection(epoch) {
             return Ok(conn);
         }
         // Out of the pool for good: back in it, it could be handed to
         // another thread, whose calls would cross threads again.
-        let opened = deadpool_redis::Connection::take(self.pool.get().await?);
+        let opened = self.pool.take().await?;
         THREAD_CONNECTIONS.with(|list| {
             let mut list = list.borrow_mut();
             // Another task of this thread may have opened one meanwhile:
@@ -251,7 +270,7 @@ impl Redis {
 
     /// This thread's connection of the current epoch; an older one is
     /// closed.
-    fn thread_connection(&self, epoch: u64) -> Option<MultiplexedConnection> {
+    fn thread_connection(&self, epoch: u64) -> Option<Connection> {
         THREAD_CONNECTIONS.with(|list| {
             let mut list = list.borrow_mut();
             let at = list.iter().position(|c| c.owner == self.id)?;
@@ -329,6 +348,10 @@ impl Redis {
                 _ = stop.changed() => break,
                 _ = tick.tick() => {}
             }
+            // Behind Sentinel, connections follow a new master at once.
+            if self.pool.master_moved(self.timeout).await {
+                self.forget_connections();
+            }
             // Asked even while up, so an idle replica notices an outage too.
             match self.ping().await {
                 Ok(()) => {
@@ -394,6 +417,16 @@ impl Redis {
             Ok(set.is_some())
         })
         .await
+    }
+}
+
+/// `{group}` when `cluster` (`_` for an empty group: `{}` tags nothing),
+/// else nothing.
+pub fn hash_tag(cluster: bool, group: &str) -> String {
+    match (cluster, group.is_empty()) {
+        (false, _) => String::new(),
+        (true, true) => "{_}".to_owned(),
+        (true, false) => format!("{{{group}}}"),
     }
 }
 

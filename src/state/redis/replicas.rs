@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::{self, aio::MultiplexedConnection, RedisResult};
+use deadpool_redis::redis::{self, aio::ConnectionLike, RedisResult};
 
 /// How often a replica refreshes its entry.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
@@ -92,7 +92,7 @@ impl Replicas {
     }
 
     /// Refreshes this replica's entry and the count.
-    pub async fn announce(&self, mut conn: MultiplexedConnection) -> RedisResult<u32> {
+    pub async fn announce<C: ConnectionLike + Send>(&self, mut conn: C) -> RedisResult<u32> {
         let live = u64::try_from(LIVE_FOR.as_millis()).unwrap_or(u64::MAX);
         let count: u32 = self
             .script
@@ -123,7 +123,7 @@ impl Replicas {
     }
 
     /// Removes this replica's entry (a clean stop).
-    pub async fn withdraw(&self, mut conn: MultiplexedConnection) -> RedisResult<()> {
+    pub async fn withdraw<C: ConnectionLike + Send>(&self, mut conn: C) -> RedisResult<()> {
         redis::cmd("ZREM")
             .arg(&self.key)
             .arg(&self.id)
