@@ -186,6 +186,7 @@ fn fixture() -> Fixture {
         State::in_process(
             BasicVerifier::new(Duration::from_secs(300), 10_000),
             LocalLimiter::new(1_000_000),
+            0,
         ),
         Arc::new(SystemClock::default()),
         Settings {

@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_http::HttpService;
-use actix_service::{fn_service, ServiceFactoryExt as _};
+use actix_service::{apply_fn_factory, fn_service, Service as _, ServiceFactoryExt as _};
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App as ActixApp, HttpServer};
 use anyhow::Context;
+use futures_util::future::Either;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,6 +34,7 @@ use crate::core::seal::MasterKey;
 use crate::decide::{Authorizer, Settings};
 use crate::http::admin::{self, AdminState};
 use crate::http::authz::{self, AuthzState};
+use crate::http::connections;
 use crate::signals::Hangups;
 use crate::sources::file::Reloader;
 use crate::sources::postgres::PgSource;
@@ -91,6 +93,7 @@ pub struct App {
     watcher: Option<Watcher>,
     redis: Option<Arc<Redis>>,
     audit: Option<Audit>,
+    clock: Arc<dyn Clock>,
     config: Config,
     /// Where `/authz` listens (a TCP address, or `unix:/path`).
     pub authz_addr: String,
@@ -118,9 +121,10 @@ impl App {
         let settings = Settings {
             allow_query_key: config.allow_query_key,
             hmac_window_secs: config.hmac_window.as_secs(),
+            hmac_max_ahead_secs: config.hmac_max_ahead.as_secs(),
             failed_auth_limit: config.failed_auth_limit,
         };
-        let authorizer = Authorizer::new(policy, state, clock, settings);
+        let authorizer = Authorizer::new(policy, state, clock.clone(), settings);
         let authorizer = Arc::new(authorizer);
         let status = Arc::new(Mutex::new(ReloadStatus {
             source: source.describe(),
@@ -152,6 +156,7 @@ impl App {
             watcher,
             redis,
             audit,
+            clock,
             config,
             authz_addr,
             admin_addr,
@@ -170,9 +175,15 @@ impl App {
             Watcher::File(r) => tokio::spawn(r.run(interval, stopped.clone())),
             Watcher::Postgres(p) => tokio::spawn(p.run(stopped.clone())),
         });
+        let clock = self.clock.clone();
         let probe = self.redis.take().map(|redis| {
             let stopped = stopped.clone();
-            tokio::spawn(async move { redis.watch(stopped).await })
+            tokio::spawn(async move {
+                // Bounded by the Redis timeout; when it fails, the first
+                // nonce stored creates the marker instead.
+                let _ = redis.mark_nonce_epoch(clock.unix_secs()).await;
+                redis.watch(stopped).await
+            })
         });
         let running = Running {
             authz: (self.authz.handle(), tokio::spawn(self.authz)),
@@ -345,9 +356,10 @@ fn state_for(
 ) -> (State, Option<Arc<TieredKeys>>) {
     let bcrypt = BasicVerifier::new(config.cache_ttl, config.cache_capacity);
     let limiter = LocalLimiter::new(config.limiter_capacity);
+    let started = clock.unix_secs();
     let state = match redis {
-        Some(redis) => State::shared(redis.clone(), bcrypt, limiter),
-        None => State::in_process(bcrypt, limiter),
+        Some(redis) => State::shared(redis.clone(), bcrypt, limiter, started),
+        None => State::in_process(bcrypt, limiter, started),
     };
     let Source::Postgres { pool, .. } = source else {
         return (state, None);
@@ -381,7 +393,12 @@ fn admin_server(
             .route("/readyz", web::get().to(admin::readyz))
             .route("/metrics", web::get().to(admin::metrics))
     })
+    // Its own worker and accept thread; its descriptors come from the
+    // reserve `/authz` never takes (`http::connections`), so it answers
+    // while `/authz` is saturated.
     .workers(1)
+    .max_connections(connections::ADMIN_MAX_CONNECTIONS)
+    .backlog(connections::ADMIN_BACKLOG)
     .disable_signals()
     .shutdown_timeout(config.shutdown_grace.as_secs().max(1))
     .bind(config.admin_listen)
@@ -399,6 +416,34 @@ fn admin_server(
     Ok((server.run(), addr))
 }
 
+/// The `/authz` connection limits under this process's open-file limit,
+/// logged (with a warning when GATEKEEPER_MAX_CONNECTIONS was lowered).
+fn connection_limits(config: &Config, workers: usize) -> connections::Limits {
+    let limits = connections::Limits::derive(
+        connections::open_file_limit(),
+        workers,
+        // The policy pool, its listener, the audit writer's two.
+        config.db_pool_size + 3,
+        config.max_connections,
+    );
+    if limits.lowered {
+        tracing::warn!(
+            configured = config.max_connections,
+            max_connections = limits.max_connections,
+            open_files = limits.open_files,
+            "GATEKEEPER_MAX_CONNECTIONS is over what the open-file limit leaves for /authz; the default is used"
+        );
+    }
+    tracing::info!(
+        max_connections = limits.max_connections,
+        per_worker = limits.per_worker,
+        open_files = limits.open_files,
+        backlog = config.backlog,
+        "connection limits"
+    );
+    limits
+}
+
 fn authz_server(
     config: &Config,
     authorizer: Arc<Authorizer>,
@@ -410,12 +455,16 @@ fn authz_server(
         trusted_proxies: config.trusted_proxies.clone(),
         audit,
     });
-    let mut builder = actix_server::Server::build()
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let limits = connection_limits(config, workers);
+    let gate = connections::Gate::new(limits.max_connections);
+    let builder = actix_server::Server::build()
         .disable_signals()
-        .shutdown_timeout(config.shutdown_grace.as_secs().max(1));
-    if let Some(n) = config.workers {
-        builder = builder.workers(n);
-    }
+        .shutdown_timeout(config.shutdown_grace.as_secs().max(1))
+        .workers(workers)
+        .max_concurrent_connections(limits.per_worker);
     // Closes idle keep-alive connections (nginx holds some) as soon as a
     // graceful stop begins, rather than after their keep-alive timeout.
     let stopping = builder.graceful_shutdown_signal();
@@ -435,6 +484,27 @@ fn authz_server(
                 }))
         }};
     }
+    // Over the bound, a connection is answered 503 at once (and never
+    // reaches the HTTP service); under it, it holds a place until closed.
+    macro_rules! gated {
+        ($factory:expr) => {{
+            let gate = gate.clone();
+            apply_fn_factory($factory, move |io, service| match gate.enter() {
+                Some(permit) => {
+                    let serving = service.call(io);
+                    Either::Left(async move {
+                        let served = serving.await;
+                        drop(permit);
+                        served
+                    })
+                }
+                None => Either::Right(async move {
+                    connections::refuse(io).await;
+                    Ok(())
+                }),
+            })
+        }};
+    }
     match &config.listen {
         Listen::Tcp(addr) => {
             let listener = std::net::TcpListener::bind(addr)
@@ -442,8 +512,10 @@ fn authz_server(
             let bound = listener
                 .local_addr()
                 .context("the authz listener has no address")?;
+            connections::set_backlog(&listener, config.backlog)
+                .context("cannot set GATEKEEPER_BACKLOG")?;
             let server = builder
-                .listen("authz", listener, move || http!().tcp())
+                .listen("authz", listener, move || gated!(http!().tcp()))
                 .with_context(|| format!("cannot listen on GATEKEEPER_LISTEN={addr}"))?;
             Ok((server.run(), bound.to_string()))
         }
@@ -453,12 +525,17 @@ fn authz_server(
                 std::fs::remove_file(path)
                     .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
             }
+            let listener = std::os::unix::net::UnixListener::bind(path).with_context(|| {
+                format!("cannot listen on GATEKEEPER_LISTEN=unix:{}", path.display())
+            })?;
+            connections::set_backlog(&listener, config.backlog)
+                .context("cannot set GATEKEEPER_BACKLOG")?;
             let server = builder
-                .bind_uds("authz", path, move || {
-                    fn_service(|io: tokio::net::UnixStream| async {
+                .listen_uds("authz", listener, move || {
+                    gated!(fn_service(|io: tokio::net::UnixStream| async {
                         Ok((io, actix_http::Protocol::Http1, None))
                     })
-                    .and_then(http!())
+                    .and_then(http!()))
                 })
                 .with_context(|| {
                     format!("cannot listen on GATEKEEPER_LISTEN=unix:{}", path.display())

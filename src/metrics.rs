@@ -40,6 +40,8 @@ pub const AUDIT_DROPPED: &str = "gatekeeper_audit_dropped_total";
 pub const AUDIT_WRITE_ERRORS: &str = "gatekeeper_audit_write_errors_total";
 pub const AUDIT_QUEUE_DEPTH: &str = "gatekeeper_audit_queue_depth";
 pub const AUDIT_DELETED: &str = "gatekeeper_audit_retention_deleted_total";
+pub const AUTHZ_CONNECTIONS: &str = "gatekeeper_authz_connections";
+pub const AUTHZ_CONNECTIONS_REFUSED: &str = "gatekeeper_authz_connections_refused_total";
 
 /// Explicit buckets from 10 µs: a decision normally takes microseconds.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -161,19 +163,27 @@ fn describe() {
     describe_counter!(AUDIT_WRITTEN, "Audit records written to PostgreSQL.");
     describe_counter!(
         AUDIT_DROPPED,
-        "Audit records lost, by cause: queue_full (never waited for) or write_failed (their batch failed)."
+        "Audit records not written, by cause: queue_full (never waited for), write_failed (their batch failed) or unconfirmed (their batch got no answer and stayed in doubt: its rows may be in gk_audit)."
     );
     describe_counter!(
         AUDIT_WRITE_ERRORS,
-        "Audit batches PostgreSQL did not take (their records count as dropped)."
+        "Failed audit INSERTs: a batch PostgreSQL refused or could not be reached for (dropped), or one sent without an answer (in doubt, sent again)."
     );
     describe_gauge!(
         AUDIT_QUEUE_DEPTH,
-        "Audit records queued, waiting to be written (sampled by the writer)."
+        "Audit records queued, waiting to be written (sampled by the writer every 100 ms, also while it waits on PostgreSQL)."
     );
     describe_counter!(
         AUDIT_DELETED,
         "Audit rows deleted for being older than GATEKEEPER_AUDIT_RETENTION_DAYS."
+    );
+    describe_gauge!(
+        AUTHZ_CONNECTIONS,
+        "Open /authz connections (at most GATEKEEPER_MAX_CONNECTIONS)."
+    );
+    describe_counter!(
+        AUTHZ_CONNECTIONS_REFUSED,
+        "/authz connections refused with a 503 for being over GATEKEEPER_MAX_CONNECTIONS."
     );
     describe_gauge!(
         BUILD_INFO,

@@ -1,8 +1,10 @@
 //! The audit log (`GATEKEEPER_AUDIT=postgres`) on the real binary and the
 //! real PostgreSQL, a fresh database per test: every decision makes one row
 //! and none is lost at 10,000 decisions; a saturated queue drops and counts
-//! while every decision is still answered; queued rows are written on a
-//! graceful stop; retention deletes old rows; no column ever holds a
+//! while every decision is still answered, and the depth gauge shows it;
+//! a batch whose answer was lost is written once and counted as written
+//! (or, still in doubt at a stop, reported unconfirmed); queued rows are
+//! written on a graceful stop; retention deletes old rows; no column ever holds a
 //! credential, a prompt or a query; `audit tail|query` read it back.
 
 mod common;
@@ -370,6 +372,114 @@ async fn a_saturated_queue_drops_and_counts_and_every_decision_is_still_answered
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_depth_gauge_shows_a_full_queue_while_the_writer_waits() {
+    const QUEUE: usize = 10;
+    let key = generate_key();
+    let db = TestDb::new().await;
+    let gk = start(&key, &db, &[("GATEKEEPER_AUDIT_QUEUE", "10")]);
+    let mut locker = db.client().await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE gk_audit IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // A first batch, then the writer waits on the lock (retention's DELETE
+    // may wait too: the writer's INSERT is the one to wait for)…
+    send_all(gk.authz_addr, 1, 5, |i| mixed(i, &key));
+    let waiting = eventually(async || {
+        let sql = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO gk_audit_batch%'";
+        let n: i64 = db.client().await.query_one(sql, &[]).await.unwrap().get(0);
+        n > 0
+    })
+    .await;
+    assert!(waiting, "the writer never waited on the lock");
+    // …while the queue fills and drops.
+    send_all(gk.authz_addr, 2, 100, |i| mixed(i, &key));
+    assert!(
+        audit_metric(
+            &gk,
+            "gatekeeper_audit_dropped_total",
+            &[("cause", "queue_full")]
+        ) > 0.0
+    );
+    let shown =
+        eventually(async || audit_metric(&gk, "gatekeeper_audit_queue_depth", &[]) == QUEUE as f64)
+            .await;
+    assert!(shown, "{}", gk.metrics());
+    lock.rollback().await.unwrap();
+    assert!(
+        eventually(async || audit_metric(&gk, "gatekeeper_audit_queue_depth", &[]) == 0.0).await
+    );
+}
+
+/// The audit database reached through `proxy`.
+fn audit_through(proxy: &common::proxy::Proxy, db: &TestDb) -> String {
+    format!(
+        "postgres://postgres@{}/{}?connect_timeout=2",
+        proxy.addr, db.name
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_answer_was_lost_is_written_once_and_counted_as_written() {
+    const FIRST: usize = 20;
+    const LOST: usize = 200;
+    let key = generate_key();
+    let db = TestDb::new().await;
+    let proxy = common::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let url = audit_through(&proxy, &db);
+    let gk = Gatekeeper::start_with_env(
+        &policy(&key),
+        &[
+            ("GATEKEEPER_AUDIT", "postgres"),
+            ("GATEKEEPER_AUDIT_DATABASE_URL", url.as_str()),
+            ("GATEKEEPER_FAILED_AUTH_LIMIT", "1000000/1s"),
+        ],
+    );
+    send_all(gk.authz_addr, 2, FIRST, |i| mixed(i, &key));
+    assert!(eventually(async || count(&db, "true").await == FIRST as i64).await);
+
+    // PostgreSQL gets the batch and commits it; its answer never comes back.
+    proxy.lose_replies();
+    send_all(gk.authz_addr, 2, LOST, |i| mixed(FIRST + i, &key));
+    let total = (FIRST + LOST) as i64;
+    let committed = eventually(async || count(&db, "true").await == total).await;
+    assert!(committed, "rows: {}", count(&db, "true").await);
+    assert_eq!(
+        audit_metric(&gk, "gatekeeper_audit_written_total", &[]),
+        FIRST as f64,
+        "no answer yet, nothing confirmed"
+    );
+    // The connection breaks: the writer cannot know whether it landed.
+    proxy.cut();
+    proxy.restore();
+
+    let settled = eventually(async || {
+        audit_metric(&gk, "gatekeeper_audit_written_total", &[]) == total as f64
+    })
+    .await;
+    let text = gk.metrics();
+    assert!(settled, "{text}");
+    assert_eq!(count(&db, "true").await, total, "written once, not twice");
+    assert_eq!(
+        metric(&text, "gatekeeper_audit_dropped_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert!(metric(&text, "gatekeeper_audit_write_errors_total", &[]) >= 1.0);
+    let logs = gk.logs().join("\n");
+    assert!(
+        logs.contains("may have been written; sending it again"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("an audit batch in doubt is written"),
+        "{logs}"
+    );
+    assert!(logs.contains("\"landed_before\":true"), "{logs}");
+}
+
 /// Sends SIGTERM without waiting.
 fn sigterm(gk: &Gatekeeper) {
     let status = Command::new("kill")
@@ -377,6 +487,45 @@ fn sigterm(gk: &Gatekeeper) {
         .status()
         .expect("run kill");
     assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_still_in_doubt_at_a_stop_is_reported_unconfirmed() {
+    const LOST: usize = 50;
+    let key = generate_key();
+    let db = TestDb::new().await;
+    let proxy = common::proxy::Proxy::start("127.0.0.1:5432".parse().unwrap());
+    let url = audit_through(&proxy, &db);
+    let mut gk = Gatekeeper::start_with_env(
+        &policy(&key),
+        &[
+            ("GATEKEEPER_AUDIT", "postgres"),
+            ("GATEKEEPER_AUDIT_DATABASE_URL", url.as_str()),
+            ("GATEKEEPER_FAILED_AUTH_LIMIT", "1000000/1s"),
+        ],
+    );
+    send_all(gk.authz_addr, 1, 4, |i| mixed(i, &key));
+    assert!(eventually(async || count(&db, "true").await == 4).await);
+    proxy.lose_replies();
+    send_all(gk.authz_addr, 1, LOST, |i| mixed(4 + i, &key));
+    assert!(eventually(async || count(&db, "true").await == 4 + LOST as i64).await);
+    // The database stays out of reach: the batch cannot be confirmed.
+    proxy.cut();
+    assert!(common::poll_until(Duration::from_secs(10), || gk
+        .logs()
+        .iter()
+        .any(|l| l.contains("sending it again"))));
+    sigterm(&gk);
+    assert!(
+        common::poll_until(Duration::from_secs(20), || !gk.is_alive()),
+        "gatekeeper did not stop"
+    );
+    let logs = gk.logs().join("\n");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("counted as dropped (unconfirmed)"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains(&format!("\"records\":{LOST}")), "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,12 +649,26 @@ async fn retention_deletes_rows_past_their_age_and_keeps_the_rest() {
              SELECT now() - interval '29 days', 'allow', 'authenticated', 5, 'recent'
                FROM generate_series(1, 5);
              INSERT INTO gk_audit (at, decision, reason, duration_us, client_id)
-             SELECT now(), 'allow', 'authenticated', 5, 'recent' FROM generate_series(1, 5);",
+             SELECT now(), 'allow', 'authenticated', 5, 'recent' FROM generate_series(1, 5);
+             INSERT INTO gk_audit_batch (id, at, records)
+             SELECT n, now() - interval '40 days', 1000 FROM generate_series(1, 7000) n;
+             INSERT INTO gk_audit_batch (id, at, records) VALUES (-1, now(), 5);",
         )
         .await
         .unwrap();
 
     let gk = start(&key, &db, &[("GATEKEEPER_AUDIT_RETENTION_DAYS", "30")]);
+    let batches = async || -> Vec<i64> {
+        let client = db.client().await;
+        let rows = client.query("SELECT id FROM gk_audit_batch", &[]).await;
+        rows.unwrap().iter().map(|r| r.get(0)).collect()
+    };
+    // The batch markers go by the same age.
+    assert!(
+        eventually(async || batches().await == [-1]).await,
+        "{:?}",
+        batches().await.len()
+    );
 
     let gone = eventually(async || count(&db, "client_id = 'old'").await == 0).await;
     assert!(

@@ -395,6 +395,7 @@ async fn authorizer() -> (TestDb, Authorizer) {
         State::in_process(
             BasicVerifier::new(Duration::from_secs(30), 10),
             LocalLimiter::new(100),
+            NOW - 600,
         ),
         Arc::new(FixedClock(AtomicI64::new(NOW))),
         Settings {

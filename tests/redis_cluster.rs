@@ -108,7 +108,7 @@ fn two_apps_share_every_clients_limit_through_a_cluster() {
     let holding: Vec<usize> = cluster
         .nodes()
         .into_iter()
-        .map(|node| cluster.keys(node, prefix).len())
+        .map(|node| cluster.keys(node, &format!("{prefix}rl:")).len())
         .collect();
     assert_eq!(holding.iter().sum::<usize>(), 2 * CLIENTS, "{holding:?}");
     assert!(
@@ -116,7 +116,7 @@ fn two_apps_share_every_clients_limit_through_a_cluster() {
         "clients' keys spread over the masters: {holding:?}"
     );
     for node in cluster.nodes() {
-        for name in cluster.keys(node, prefix) {
+        for name in cluster.keys(node, &format!("{prefix}rl:")) {
             assert!(name.starts_with("gkc:rl:{team-"), "{name}");
         }
     }
@@ -142,7 +142,7 @@ fn a_signed_request_is_accepted_once_across_apps_through_a_cluster() {
             "GET",
             "/api/tags",
             b"",
-            common::hmac::now(),
+            common::hmac::now_after_redis_epoch(),
             &nonce,
         );
         let signed = Req::get("/api/tags").header("Authorization", &auth);

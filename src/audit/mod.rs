@@ -13,6 +13,7 @@
 //! duration: never a credential, a body, a query string or any other header
 //! value. Nothing here logs a record's values.
 
+mod retention;
 pub mod rows;
 mod writer;
 
@@ -30,7 +31,17 @@ use crate::db::DbError;
 use crate::metrics::{AUDIT_DROPPED, AUDIT_QUEUE_DEPTH};
 
 pub use rows::AuditRow;
-pub use writer::STATEMENTS;
+
+/// Every statement of the audit log, for the test that prepares them all.
+pub const STATEMENTS: &[&str] = &[
+    writer::INSERT,
+    retention::TRY_LOCK,
+    retention::DELETE_OLD,
+    retention::DELETE_OLD_BATCHES,
+    rows::SELECT_LATEST,
+    rows::SELECT_AFTER,
+    rows::SELECT_MATCHING,
+];
 
 /// Connections the audit log uses: the writer's and retention's.
 const POOL_SIZE: usize = 2;
@@ -153,7 +164,7 @@ impl AuditSink {
 pub struct Audit {
     sink: AuditSink,
     writer: writer::Writer,
-    retention: writer::Retention,
+    retention: retention::Retention,
 }
 
 /// The running tasks, stopped by [`RunningAudit::stop`].
@@ -184,7 +195,7 @@ impl Audit {
         Ok(Audit {
             sink,
             writer: writer::Writer::new(queue, pool.clone()),
-            retention: writer::Retention::new(pool, settings.retention_days),
+            retention: retention::Retention::new(pool, settings.retention_days),
         })
     }
 

@@ -1,7 +1,6 @@
-//! The audit log's background work: the writer, which drains the queue into
-//! `gk_audit` one INSERT per batch, and retention, which deletes rows past
-//! their age in bounded batches. Neither ever logs a record's values, nor a
-//! database message that could quote them (only the SQLSTATE).
+//! The audit writer: drains the queue into `gk_audit`, one INSERT per
+//! batch. It never logs a record's values, nor a database message that
+//! could quote them (only the SQLSTATE).
 //!
 //! The writer polls the queue on a timer and never waits on it: a task
 //! waiting in `recv` is woken by every send, and a wake from an HTTP worker
@@ -11,7 +10,21 @@
 //! waiting, ~60 ns with it polled — a decision is ~1.4 µs. Polling costs
 //! a record up to `DRAIN_INTERVAL` of latency and the queue must hold that
 //! long's traffic (65,536 records: 650,000 decisions/s).
+//!
+//! A batch has an id, written with it in one statement (`gk_audit_batch`,
+//! migration 0005). A failure PostgreSQL answered (or one before anything
+//! was sent) means nothing was written: the batch is dropped and counted.
+//! A failure after the INSERT was sent without its answer (the connection
+//! broke) leaves the batch *in doubt*: it may have been committed. Such a
+//! batch is kept (at most `IN_DOUBT_BATCHES`) and sent again, same id, each
+//! round until PostgreSQL answers: the same id makes the second INSERT write
+//! nothing when the first landed, so either way its records then count as
+//! written, once. One still in doubt after `IN_DOUBT_FOR` (or at a stop) is
+//! given up and counted as `dropped{cause="unconfirmed"}`: its rows may or
+//! may not be in the table, and the counters say so rather than guess.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -21,50 +34,38 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{AuditQueue, AuditRecord};
-use crate::metrics::{AUDIT_DELETED, AUDIT_DROPPED, AUDIT_QUEUE_DEPTH, AUDIT_WRITE_ERRORS};
+use crate::metrics::{AUDIT_DROPPED, AUDIT_QUEUE_DEPTH, AUDIT_WRITE_ERRORS};
 
 /// Most records one INSERT carries.
 pub const BATCH: usize = 1000;
 /// Longest a record waits for its batch to fill before it is written.
 pub const LINGER: Duration = Duration::from_secs(1);
-/// How often the writer takes what is queued.
+/// How often the writer takes what is queued, and samples the queue's
+/// depth (also while an INSERT is under way).
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
-/// How often retention runs (and once at start).
-pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
-/// Most rows one retention DELETE removes: short transactions, short locks.
-pub const DELETE_BATCH: i64 = 5000;
-/// Retention's lock, so replicas sharing a database do not delete the same
-/// rows at once: the others skip the round ("gk_audit" in ASCII).
-const RETENTION_LOCK: i64 = 0x676b_5f61_7564_6974;
+/// Most batches kept in doubt; past it the oldest is given up.
+pub const IN_DOUBT_BATCHES: usize = 8;
+/// How long a batch in doubt is sent again before it is given up.
+pub const IN_DOUBT_FOR: Duration = Duration::from_secs(60);
 
-// One statement per batch, whatever its size: each column is an array.
-const INSERT: &str = "
+// One statement per batch, whatever its size: each column is an array. The
+// batch's marker and its rows are one statement, so one transaction; a
+// marker already there (the batch landed before) writes no row.
+pub(super) const INSERT: &str = "
+WITH batch AS (
+    INSERT INTO gk_audit_batch (id, records) VALUES ($13, $14)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id)
 INSERT INTO gk_audit (at, request_id, client_id, key_id, route_id, method, host, path,
                       decision, reason, source, duration_us)
 SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[],
                      $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                     $11::inet[], $12::integer[])";
-
-const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
-
-// Oldest first through the (at) index, at most $2 rows.
-const DELETE_OLD: &str = "
-DELETE FROM gk_audit WHERE id IN (
-    SELECT id FROM gk_audit WHERE at < $1 ORDER BY at LIMIT $2)";
-
-/// Every statement of the audit log, for the test that prepares them all.
-pub const STATEMENTS: &[&str] = &[
-    INSERT,
-    TRY_LOCK,
-    DELETE_OLD,
-    super::rows::SELECT_LATEST,
-    super::rows::SELECT_AFTER,
-    super::rows::SELECT_MATCHING,
-];
+                     $11::inet[], $12::integer[])
+ WHERE EXISTS (SELECT 1 FROM batch)";
 
 /// A failure to reach or write the database, described without values.
 #[derive(Debug)]
-enum WriteError {
+pub(super) enum WriteError {
     Pool(PoolError),
     Postgres(tokio_postgres::Error),
 }
@@ -96,11 +97,49 @@ impl std::fmt::Display for WriteError {
     }
 }
 
+/// Why a batch was not confirmed written.
+struct Failure {
+    error: WriteError,
+    /// The INSERT was sent and no answer came: it may have been committed.
+    in_doubt: bool,
+}
+
+impl Failure {
+    /// Nothing was sent, or PostgreSQL answered with an error (a statement
+    /// that fails commits nothing).
+    fn not_written(error: impl Into<WriteError>) -> Failure {
+        Failure {
+            error: error.into(),
+            in_doubt: false,
+        }
+    }
+
+    /// An error from the INSERT itself: in doubt unless PostgreSQL said it.
+    fn of_insert(error: tokio_postgres::Error) -> Failure {
+        Failure {
+            in_doubt: error.as_db_error().is_none(),
+            error: WriteError::Postgres(error),
+        }
+    }
+}
+
+/// A batch that may have been committed, to be sent again with its id.
+struct InDoubt {
+    id: i64,
+    records: Vec<AuditRecord>,
+    since: Instant,
+}
+
 pub(super) struct Writer {
     queue: AuditQueue,
     pool: Pool,
+    /// The next batch's id: random at start, then counting (so replicas
+    /// and restarts sharing a database do not meet).
+    next_id: i64,
+    in_doubt: VecDeque<InDoubt>,
     written: Counter,
     failed: Counter,
+    unconfirmed: Counter,
     errors: Counter,
     depth: Gauge,
 }
@@ -110,22 +149,30 @@ impl Writer {
         let writer = Writer {
             queue,
             pool,
+            next_id: first_batch_id(),
+            in_doubt: VecDeque::new(),
             written: metrics::counter!(crate::metrics::AUDIT_WRITTEN),
             failed: metrics::counter!(AUDIT_DROPPED, "cause" => "write_failed"),
+            unconfirmed: metrics::counter!(AUDIT_DROPPED, "cause" => "unconfirmed"),
             errors: metrics::counter!(AUDIT_WRITE_ERRORS),
             depth: metrics::gauge!(AUDIT_QUEUE_DEPTH),
         };
         // Present from the start: the first failure is an increase.
-        for counter in [&writer.written, &writer.failed, &writer.errors] {
+        for counter in [
+            &writer.written,
+            &writer.failed,
+            &writer.unconfirmed,
+            &writer.errors,
+        ] {
             counter.increment(0);
         }
         writer
     }
 
-    /// Every `DRAIN_INTERVAL`, takes what is queued and writes each full
-    /// batch, and a partial one once its first record has waited `LINGER`.
-    /// When `stop` flips, closes the queue and writes what it holds (the
-    /// caller bounds how long that may take).
+    /// Every `DRAIN_INTERVAL`, sends again what is in doubt, takes what is
+    /// queued and writes each full batch, and a partial one once its first
+    /// record has waited `LINGER`. When `stop` flips, closes the queue and
+    /// writes what it holds (the caller bounds how long that may take).
     pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(DRAIN_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -136,6 +183,7 @@ impl Writer {
                 _ = stop.changed() => break,
                 _ = tick.tick() => {}
             }
+            self.settle(false).await;
             while self.take(&mut batch) {
                 self.write(&mut batch).await;
             }
@@ -156,6 +204,7 @@ impl Writer {
             self.write(&mut batch).await;
         }
         self.write(&mut batch).await;
+        self.settle(true).await;
         self.depth.set(0.0);
     }
 
@@ -171,29 +220,123 @@ impl Writer {
         true
     }
 
-    /// One INSERT for the batch; a failed batch is dropped and counted (not
-    /// retried: an outage must not grow memory or hold the queue).
-    async fn write(&self, batch: &mut Vec<AuditRecord>) {
+    /// One INSERT for the batch (which is emptied). A batch not written is
+    /// dropped and counted, not retried (an outage must not grow memory or
+    /// hold the queue) — unless it is in doubt, see the module doc.
+    async fn write(&mut self, batch: &mut Vec<AuditRecord>) {
         if batch.is_empty() {
             return;
         }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
         let n = batch.len() as u64;
-        let result = self.insert(batch).await;
-        batch.clear();
-        match result {
-            Ok(()) => self.written.increment(n),
-            Err(error) => {
+        match self.sampling(self.insert(id, batch)).await {
+            Ok(_) => {
+                self.written.increment(n);
+                batch.clear();
+            }
+            Err(Failure {
+                error,
+                in_doubt: true,
+            }) => {
+                self.errors.increment(1);
+                tracing::warn!(
+                    %error,
+                    records = n,
+                    "no answer to an audit batch: it may have been written; sending it again"
+                );
+                let records = std::mem::replace(batch, Vec::with_capacity(BATCH));
+                self.keep_in_doubt(id, records);
+            }
+            Err(Failure { error, .. }) => {
                 self.errors.increment(1);
                 self.failed.increment(n);
                 tracing::warn!(%error, records = n, "cannot write audit records; dropped");
+                batch.clear();
             }
         }
     }
 
-    async fn insert(&self, batch: &[AuditRecord]) -> Result<(), WriteError> {
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(INSERT).await?;
+    fn keep_in_doubt(&mut self, id: i64, records: Vec<AuditRecord>) {
+        if self.in_doubt.len() >= IN_DOUBT_BATCHES {
+            if let Some(oldest) = self.in_doubt.pop_front() {
+                self.give_up(oldest, "too many audit batches in doubt");
+            }
+        }
+        self.in_doubt.push_back(InDoubt {
+            id,
+            records,
+            since: Instant::now(),
+        });
+    }
+
+    /// Sends each batch in doubt again, oldest first, until one gets no
+    /// answer either (the database is still out of reach: the rest wait
+    /// for the next round). `last`: the writer is stopping, so what is
+    /// still in doubt after this is given up.
+    async fn settle(&mut self, last: bool) {
+        while let Some(doubt) = self.in_doubt.pop_front() {
+            let n = doubt.records.len() as u64;
+            match self.sampling(self.insert(doubt.id, &doubt.records)).await {
+                Ok(inserted) => {
+                    self.written.increment(n);
+                    tracing::info!(
+                        records = n,
+                        landed_before = inserted == 0,
+                        "an audit batch in doubt is written"
+                    );
+                }
+                Err(Failure { error, .. }) => {
+                    self.errors.increment(1);
+                    if last || doubt.since.elapsed() >= IN_DOUBT_FOR {
+                        self.give_up(doubt, "an audit batch stayed in doubt");
+                    } else {
+                        tracing::debug!(%error, "an audit batch is still in doubt");
+                        self.in_doubt.push_front(doubt);
+                    }
+                    break;
+                }
+            }
+        }
+        if last {
+            while let Some(doubt) = self.in_doubt.pop_front() {
+                self.give_up(doubt, "an audit batch stayed in doubt");
+            }
+        }
+    }
+
+    fn give_up(&self, doubt: InDoubt, why: &'static str) {
+        let n = doubt.records.len() as u64;
+        self.unconfirmed.increment(n);
+        tracing::warn!(
+            records = n,
+            "{why}: counted as dropped (unconfirmed); its rows may or may not be in gk_audit"
+        );
+    }
+
+    /// Runs `work`, setting the depth gauge every `DRAIN_INTERVAL` while it
+    /// lasts: a writer stuck on a slow database must not hide a full queue.
+    async fn sampling<T>(&self, work: impl Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => self.depth.set(self.queue.len() as f64),
+            }
+        }
+    }
+
+    /// The batch's marker and rows in one statement; the rows inserted (0
+    /// when the batch had landed before).
+    async fn insert(&self, id: i64, batch: &[AuditRecord]) -> Result<u64, Failure> {
+        let client = self.pool.get().await.map_err(Failure::not_written)?;
+        let statement = client
+            .prepare_cached(INSERT)
+            .await
+            .map_err(Failure::not_written)?;
         let c = Columns::of(batch);
+        let records = i32::try_from(batch.len()).unwrap_or(i32::MAX);
         client
             .execute(
                 &statement,
@@ -210,11 +353,26 @@ impl Writer {
                     &c.reason,
                     &c.source,
                     &c.duration_us,
+                    &id,
+                    &records,
                 ],
             )
-            .await?;
-        Ok(())
+            .await
+            .map_err(Failure::of_insert)
     }
+}
+
+/// A random start for batch ids; the clock and the process id when the
+/// system has no randomness to give (ids then still differ across restarts).
+fn first_batch_id() -> i64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_ok() {
+        return i64::from_le_bytes(bytes);
+    }
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    nanos ^ (i64::from(std::process::id()) << 40)
 }
 
 /// A batch turned into one array per column, borrowing its strings.
@@ -255,110 +413,24 @@ impl<'a> Columns<'a> {
     }
 }
 
-pub(super) struct Retention {
-    pool: Pool,
-    days: u32,
-    deleted: Counter,
-}
-
-impl Retention {
-    pub(super) fn new(pool: Pool, days: u32) -> Retention {
-        let deleted = metrics::counter!(AUDIT_DELETED);
-        deleted.increment(0);
-        Retention {
-            pool,
-            days,
-            deleted,
-        }
-    }
-
-    /// A pass at once, then every `RETENTION_INTERVAL`, until `stop` flips.
-    pub(super) async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = tick.tick() => {}
-            }
-            tokio::select! {
-                _ = stop.changed() => return,
-                _ = self.pass(SystemTime::now()) => {}
-            }
-        }
-    }
-
-    /// Deletes every row older than the retention period, a batch at a
-    /// time; an error ends the pass (the next one retries).
-    async fn pass(&self, now: SystemTime) {
-        let Some(cutoff) = cutoff(now, self.days) else {
-            return;
-        };
-        let mut total = 0;
-        loop {
-            match self.delete_batch(cutoff).await {
-                Ok(n) => {
-                    total += n;
-                    self.deleted.increment(n);
-                    if n < DELETE_BATCH as u64 {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot delete old audit rows; retrying in an hour");
-                    break;
-                }
-            }
-        }
-        if total > 0 {
-            tracing::info!(
-                deleted = total,
-                retention_days = self.days,
-                "deleted old audit rows"
-            );
-        }
-    }
-
-    /// One batch in its own transaction; 0 when another replica holds the
-    /// lock (it is doing the same work).
-    async fn delete_batch(&self, cutoff: SystemTime) -> Result<u64, WriteError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let locked: bool = tx.query_one(TRY_LOCK, &[&RETENTION_LOCK]).await?.get(0);
-        if !locked {
-            return Ok(0);
-        }
-        let n = tx.execute(DELETE_OLD, &[&cutoff, &DELETE_BATCH]).await?;
-        tx.commit().await?;
-        Ok(n)
-    }
-}
-
-/// Rows made before this are past `days`; none when that is before 1970.
-fn cutoff(now: SystemTime, days: u32) -> Option<SystemTime> {
-    now.checked_sub(Duration::from_secs(u64::from(days) * 86_400))
-        .filter(|t| *t > SystemTime::UNIX_EPOCH)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cutoff_is_whole_days_back_and_never_before_1970() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100 * 86_400);
-        assert_eq!(
-            cutoff(now, 30),
-            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(70 * 86_400))
-        );
-        assert_eq!(cutoff(now, 100), None);
-        assert_eq!(cutoff(now, 36_525), None);
-    }
 
     #[test]
     fn a_database_error_shows_its_sqlstate_only() {
         // No server needed: a pool error of another kind shows as itself.
         let e = WriteError::Pool(PoolError::Closed);
         assert!(e.to_string().starts_with("connection pool:"), "{e}");
+    }
+
+    #[test]
+    fn only_a_failure_of_the_insert_without_an_answer_is_in_doubt() {
+        assert!(!Failure::not_written(PoolError::Closed).in_doubt);
+    }
+
+    #[test]
+    fn batch_ids_start_at_random() {
+        assert_ne!(first_batch_id(), first_batch_id());
     }
 }

@@ -26,6 +26,7 @@ pub async fn run(config_flag: Option<PathBuf>) -> Result<(), CommandError> {
     for variable in gatekeeper::config::unknown_variables(&std::env::vars().collect()) {
         tracing::warn!(%variable, "not a gatekeeper setting (a typo?); ignored");
     }
+    raise_open_file_limit();
     let (source, policy) = match config.database_url.clone() {
         Some(url) => postgres_source(&config, url.0).await?,
         None => file_source(&config)?,
@@ -47,6 +48,24 @@ pub async fn run(config_flag: Option<PathBuf>) -> Result<(), CommandError> {
     tracing::info!(authz = %app.authz_addr, admin = %app.admin_addr, "listening");
     let _ = std::io::stdout().flush();
     Ok(app.run(signals::terminate()).await?)
+}
+
+/// The soft open-file limit up to the hard one, before anything opens a
+/// descriptor: the `/authz` connection bound is derived from it
+/// (`http::connections`). Failing to raise it is not fatal: the bound is
+/// derived from whatever limit holds.
+fn raise_open_file_limit() {
+    match gatekeeper::http::connections::raise_open_file_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-file limit to its hard limit"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
 }
 
 fn file_source(config: &Config) -> Result<(Source, Policy), CommandError> {

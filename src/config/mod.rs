@@ -29,7 +29,7 @@ pub use settings::{unknown_variables, Setting, SETTINGS};
 pub use values::parse_duration;
 
 use env::Env;
-use values::{count, duration};
+use values::{count, duration, duration_or_zero};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7843";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:7844";
@@ -38,8 +38,16 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 pub const DEFAULT_LIMITER_CAPACITY: usize = 1_000_000;
 pub const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// The `/authz` accept queue: nginx's own default (511), rounded. A
+/// connection over `GATEKEEPER_MAX_CONNECTIONS` is accepted and refused,
+/// so the queue only fills while every worker is at its share of the
+/// open-file budget.
+pub const DEFAULT_BACKLOG: usize = 512;
+/// `listen(2)` takes an int; the kernel caps it at `net.core.somaxconn`.
+pub const MAX_BACKLOG: u32 = 65_535;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_HMAC_WINDOW: Duration = Duration::from_secs(300);
+pub const DEFAULT_HMAC_MAX_AHEAD: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(3600);
 pub const DEFAULT_DB_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DB_POOL_SIZE: usize = 16;
@@ -140,9 +148,17 @@ pub struct Config {
     pub limiter_capacity: usize,
     pub max_body: usize,
     pub hmac_window: Duration,
+    /// How far ahead of the clock an HMAC timestamp may be; also how long
+    /// after the nonces' memory begins signatures are refused (`decide`).
+    pub hmac_max_ahead: Duration,
     pub reload_interval: Duration,
     pub shutdown_grace: Duration,
     pub workers: Option<usize>,
+    /// Open `/authz` connections; derived from the open-file limit when
+    /// unset (`http::connections`).
+    pub max_connections: Option<usize>,
+    /// The `/authz` listener's accept queue.
+    pub backlog: u32,
     pub log_format: Option<LogFormat>,
     pub log_level: String,
     /// Failed credentials a source address may present before it is
@@ -217,9 +233,15 @@ impl Config {
             limiter_capacity: count(env, &s::LIMITER_CAPACITY, DEFAULT_LIMITER_CAPACITY)?,
             max_body: count(env, &s::MAX_BODY, DEFAULT_MAX_BODY)?,
             hmac_window: duration(env, &s::HMAC_WINDOW, DEFAULT_HMAC_WINDOW)?,
+            hmac_max_ahead: duration_or_zero(env, &s::HMAC_MAX_AHEAD, DEFAULT_HMAC_MAX_AHEAD)?,
             reload_interval: duration(env, &s::RELOAD_INTERVAL, DEFAULT_RELOAD_INTERVAL)?,
             shutdown_grace: duration(env, &s::SHUTDOWN_GRACE, DEFAULT_SHUTDOWN_GRACE)?,
             workers: values::optional_count(env, &s::WORKERS)?,
+            max_connections: values::optional_count(env, &s::MAX_CONNECTIONS)?,
+            backlog: u32::try_from(count(env, &s::BACKLOG, DEFAULT_BACKLOG)?)
+                .ok()
+                .filter(|n| *n <= MAX_BACKLOG)
+                .ok_or_else(|| err(s::BACKLOG.name, format!("at most {MAX_BACKLOG}")))?,
             log_format: values::log_format(env, &s::LOG_FORMAT)?,
             log_level: values::log_level(env, &s::LOG_LEVEL, DEFAULT_LOG_LEVEL)?,
         }

@@ -97,6 +97,16 @@ pub const WORKERS: Setting = plain(
     Derived("number of CPUs"),
     "HTTP worker threads",
 );
+pub const MAX_CONNECTIONS: Setting = plain(
+    "GATEKEEPER_MAX_CONNECTIONS",
+    Derived("from the open-file limit"),
+    "open `/authz` connections; one more gets a 503 at once (see Connection limits)",
+);
+pub const BACKLOG: Setting = plain(
+    "GATEKEEPER_BACKLOG",
+    Value("512"),
+    "connections the kernel queues for `/authz` until they are accepted",
+);
 pub const SHUTDOWN_GRACE: Setting = plain(
     "GATEKEEPER_SHUTDOWN_GRACE",
     Value("10s"),
@@ -124,6 +134,11 @@ pub const HMAC_WINDOW: Setting = plain(
     "GATEKEEPER_HMAC_WINDOW",
     Value("300s"),
     "accepted clock skew of HMAC timestamps",
+);
+pub const HMAC_MAX_AHEAD: Setting = plain(
+    "GATEKEEPER_HMAC_MAX_AHEAD",
+    Value("5s"),
+    "how far ahead of the clock an HMAC timestamp may be (at most the window); also how long HMAC is refused after a start without Redis or a Redis data loss",
 );
 pub const FAILED_AUTH_LIMIT: Setting = plain(
     "GATEKEEPER_FAILED_AUTH_LIMIT",
@@ -271,11 +286,14 @@ pub const SETTINGS: &[&Setting] = &[
     &LISTEN,
     &ADMIN_LISTEN,
     &WORKERS,
+    &MAX_CONNECTIONS,
+    &BACKLOG,
     &SHUTDOWN_GRACE,
     &ALLOW_QUERY_KEY,
     &TRUSTED_PROXIES,
     &MAX_BODY,
     &HMAC_WINDOW,
+    &HMAC_MAX_AHEAD,
     &FAILED_AUTH_LIMIT,
     &CACHE_TTL,
     &CACHE_CAPACITY,

@@ -71,6 +71,17 @@ fn unix_listeners_and_durations_parse() {
 }
 
 #[test]
+fn hmac_timestamps_may_be_allowed_no_time_ahead_at_all() {
+    let ahead = |v: &str| Config::from_map(&env(&[("GATEKEEPER_HMAC_MAX_AHEAD", v)]));
+    assert_eq!(ahead("0s").unwrap().hmac_max_ahead, Duration::ZERO);
+    assert_eq!(ahead("00").unwrap().hmac_max_ahead, Duration::ZERO);
+    assert_eq!(ahead("2s").unwrap().hmac_max_ahead, Duration::from_secs(2));
+    for bad in ["s", "0x", "-1s"] {
+        assert_eq!(ahead(bad).unwrap_err().setting, "GATEKEEPER_HMAC_MAX_AHEAD");
+    }
+}
+
+#[test]
 fn the_database_url_comes_from_the_variable_or_its_file_and_never_prints() {
     let url = "postgres://gk:hunter2@db/gk";
     let c = Config::from_map(&env(&[("GATEKEEPER_DATABASE_URL", url)])).unwrap();

@@ -76,6 +76,22 @@ pub(super) fn duration(
     }
 }
 
+/// As [`duration`], where `0s` (none at all) is a value too.
+pub(super) fn duration_or_zero(
+    env: &Env,
+    s: &'static Setting,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let zero = |v: &str| {
+        let digits = v.find(|c: char| c != '0').unwrap_or(v.len());
+        digits > 0 && ["", "ms", "s", "m", "h"].contains(&&v[digits..])
+    };
+    match env.get(s) {
+        Some(v) if zero(v) => Ok(Duration::ZERO),
+        _ => duration(env, s, default),
+    }
+}
+
 /// `250ms`, `30s`, `5m`, `1h`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

@@ -60,9 +60,52 @@ pub fn verify(
         .is_some_and(|m| m.verify_slice(signature).is_ok())
 }
 
-/// |now − timestamp| ≤ window.
-pub fn within_window(timestamp: i64, now: i64, window_secs: u64) -> bool {
-    now.abs_diff(timestamp) <= window_secs
+/// Which timestamps are fresh: at most `behind` seconds before the clock
+/// (`GATEKEEPER_HMAC_WINDOW`), at most `ahead` seconds after it
+/// (`GATEKEEPER_HMAC_MAX_AHEAD`, never more than `behind`).
+///
+/// `ahead` is kept short because of what a nonce store that lost its
+/// memory (a restart without Redis, Redis losing its data) must refuse:
+/// every signature an earlier memory might have accepted. While the clock
+/// read up to second `began`, timestamps up to `began + ahead` were fresh,
+/// so those are refused ([`Window::could_predate`]) — for about `ahead`
+/// seconds after `began`, fresh requests too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    behind: u64,
+    ahead: u64,
+}
+
+impl Window {
+    pub fn new(behind_secs: u64, ahead_secs: u64) -> Window {
+        Window {
+            behind: behind_secs,
+            ahead: ahead_secs.min(behind_secs),
+        }
+    }
+
+    /// now − behind ≤ timestamp ≤ now + ahead.
+    pub fn admits(&self, timestamp: i64, now: i64) -> bool {
+        let limit = if timestamp <= now {
+            self.behind
+        } else {
+            self.ahead
+        };
+        now.abs_diff(timestamp) <= limit
+    }
+
+    /// The last Unix second at which `timestamp` is still fresh: its nonce
+    /// must be remembered until then.
+    pub fn fresh_until(&self, timestamp: i64) -> i64 {
+        timestamp.saturating_add(i64::try_from(self.behind).unwrap_or(i64::MAX))
+    }
+
+    /// Whether a signature of `timestamp` could have been accepted while
+    /// the clock read `began` or earlier (by a memory that began later, it
+    /// is not remembered).
+    pub fn could_predate(&self, timestamp: i64, began: i64) -> bool {
+        timestamp <= began.saturating_add(i64::try_from(self.ahead).unwrap_or(i64::MAX))
+    }
 }
 
 #[cfg(test)]
@@ -122,11 +165,33 @@ mod tests {
     }
 
     #[test]
-    fn the_window_is_inclusive() {
-        assert!(within_window(1000, 1300, 300));
-        assert!(within_window(1300, 1000, 300));
-        assert!(!within_window(1000, 1301, 300));
-        assert!(!within_window(i64::MIN, i64::MAX, 300));
+    fn the_window_is_inclusive_and_shorter_ahead() {
+        let w = Window::new(300, 5);
+        assert!(w.admits(1000, 1300));
+        assert!(!w.admits(1000, 1301));
+        assert!(w.admits(1005, 1000));
+        assert!(!w.admits(1006, 1000));
+        assert!(!w.admits(i64::MIN, i64::MAX));
+        assert!(!w.admits(i64::MAX, i64::MIN));
+        assert_eq!(Window::new(10, 60), Window::new(10, 10));
+        assert_eq!(w.fresh_until(1000), 1300);
+    }
+
+    /// A memory that began at second 1000 cannot vouch for any timestamp
+    /// the clock admitted up to then: 1000 + ahead at the latest.
+    #[test]
+    fn a_timestamp_an_earlier_memory_could_have_accepted_predates_it() {
+        let w = Window::new(300, 5);
+        let began = 1000;
+        for accepted_at in [700, 999, 1000] {
+            let latest = (accepted_at..=accepted_at + 10)
+                .filter(|t| w.admits(*t, accepted_at))
+                .max()
+                .unwrap();
+            assert!(w.could_predate(latest, began), "{accepted_at}");
+        }
+        assert!(!w.could_predate(1006, began));
+        assert!(w.could_predate(i64::MAX, i64::MAX));
     }
 
     /// Computed independently, once, with Python's standard library:

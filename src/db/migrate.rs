@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("../../sql/0004_audit.sql"),
     },
+    Migration {
+        version: 5,
+        name: "audit_batch",
+        sql: include_str!("../../sql/0005_audit_batch.sql"),
+    },
 ];
 
 impl Migration {

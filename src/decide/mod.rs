@@ -24,6 +24,7 @@ use crate::core::limiter::{LimitKey, Mode, RateDenied};
 use crate::core::model::{KeyId, Limit, MethodRule, RouteId};
 use crate::core::policy::{permit, Policy, Verified};
 use crate::core::request::AuthRequest;
+use crate::core::signature::Window;
 use crate::error::Outage;
 use crate::state::{Limits, State};
 
@@ -34,6 +35,8 @@ use verify::{Stop, Verifiers};
 pub struct Settings {
     pub allow_query_key: bool,
     pub hmac_window_secs: u64,
+    /// How far ahead of the clock a timestamp may be (at most the window).
+    pub hmac_max_ahead_secs: u64,
     /// Failed credentials a source address may present before it is
     /// refused without verification.
     pub failed_auth_limit: Limit,
@@ -44,6 +47,7 @@ impl Default for Settings {
         Settings {
             allow_query_key: false,
             hmac_window_secs: 300,
+            hmac_max_ahead_secs: 5,
             failed_auth_limit: Limit {
                 count: 20,
                 window: Duration::from_secs(60),
@@ -79,7 +83,7 @@ impl Authorizer {
                 keys,
                 state.bcrypt,
                 state.nonces,
-                settings.hmac_window_secs,
+                Window::new(settings.hmac_window_secs, settings.hmac_max_ahead_secs),
                 clock.clone(),
             ),
             throttle: Throttle::new(state.failures, settings.failed_auth_limit, clock.clone()),

@@ -73,6 +73,7 @@ fn authorizer_with(
     let mut state = State::in_process(
         BasicVerifier::new(Duration::from_secs(30), 10),
         LocalLimiter::new(100),
+        clock.unix_secs() - 600,
     );
     if let Some(store) = store {
         state = state.managed(store, Duration::from_secs(3600));
@@ -80,6 +81,7 @@ fn authorizer_with(
     let settings = Settings {
         allow_query_key: false,
         hmac_window_secs: 300,
+        hmac_max_ahead_secs: 5,
         failed_auth_limit: Limit::parse(failed_auth_limit).unwrap(),
     };
     Authorizer::new(Policy::build(doc).unwrap(), state, clock, settings)
@@ -181,12 +183,12 @@ async fn a_signed_post_whose_body_was_not_forwarded_is_body_required() {
 }
 
 #[tokio::test]
-async fn the_timestamp_window_is_299_in_and_301_out() {
+async fn the_timestamp_window_is_300_behind_and_5_ahead() {
     let (_, a) = setup();
     for (offset, nonce, expected) in [
-        (299, "a", None),
-        (-299, "b", None),
-        (301, "c", Some(Reason::StaleSignature)),
+        (5, "a", None),
+        (-300, "b", None),
+        (6, "c", Some(Reason::StaleSignature)),
         (-301, "d", Some(Reason::StaleSignature)),
     ] {
         let auth = hmac("GET", "/v1/models", NOW + offset, nonce, b"");
@@ -194,6 +196,31 @@ async fn the_timestamp_window_is_299_in_and_301_out() {
         match expected {
             None => assert!(d.is_allow(), "offset {offset}: {d:?}"),
             Some(reason) => assert_eq!(d.reason(), reason, "offset {offset}"),
+        }
+    }
+}
+
+/// The nonces' memory began at NOW (a restart): what the clock admitted
+/// until then — up to NOW + 5 — may have been accepted and forgotten.
+#[tokio::test]
+async fn a_signature_the_forgotten_memory_could_have_accepted_is_stale() {
+    let clock = Arc::new(FixedClock(AtomicI64::new(NOW + 600)));
+    let a = authorizer_with(clock.clone(), "20/1m", None);
+    clock.0.store(NOW, Ordering::SeqCst);
+    for (now, ts, nonce, allowed) in [
+        (NOW, NOW, "r-1", false),
+        (NOW, NOW + 5, "r-2", false),
+        (NOW + 1, NOW + 5, "r-3", false),
+        (NOW + 1, NOW + 6, "r-4", true),
+        (NOW + 6, NOW + 6, "r-5", true),
+        (NOW + 6, NOW - 1, "r-6", false),
+    ] {
+        clock.0.store(now, Ordering::SeqCst);
+        let auth = hmac("GET", "/v1/models", ts, nonce, b"");
+        let d = decide(&a, "GET", "/v1/models", &auth, None, "").await;
+        match allowed {
+            true => assert!(d.is_allow(), "{nonce}: {d:?}"),
+            false => assert_eq!(d.reason(), Reason::StaleSignature, "{nonce}"),
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::core::limiter::{distinct, Charge, LimitKey, Mode};
 use crate::core::model::Limit;
 use crate::error::Outage;
 
-use super::{Answer, Limits, Nonces, RateVerdict};
+use super::{Answer, Limits, NonceCheck, Nonces, RateVerdict};
 
 /// Keys whose local admissions are remembered for Redis; more are forgiven.
 pub const OWED_KEYS: usize = 10_000;
@@ -214,7 +214,7 @@ impl<S: Nonces, L: Nonces> Nonces for Fallback<S, L> {
         nonce: &'a str,
         now: i64,
         until: i64,
-    ) -> Answer<'a, bool> {
+    ) -> Answer<'a, NonceCheck> {
         Box::pin(self.either(
             self.shared.insert_once(client, nonce, now, until),
             move || self.local.insert_once(client, nonce, now, until),

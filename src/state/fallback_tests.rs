@@ -3,12 +3,15 @@ use super::*;
 use crate::error::Dependency;
 use crate::state::limits::LocalLimits;
 
-/// A store that is always down, or always answers `true`.
+/// A store that is always down, or always answers `fresh`.
 struct Fixed(Option<bool>);
 
 impl Nonces for Fixed {
-    fn insert_once<'a>(&'a self, _: &'a str, _: &'a str, _: i64, _: i64) -> Answer<'a, bool> {
-        let answer = self.0.ok_or(Outage::of(Dependency::Redis));
+    fn insert_once<'a>(&'a self, _: &'a str, _: &'a str, _: i64, _: i64) -> Answer<'a, NonceCheck> {
+        let answer = self
+            .0
+            .map(|fresh| NonceCheck { fresh, began: 0 })
+            .ok_or(Outage::of(Dependency::Redis));
         Box::pin(async move { answer })
     }
 }
@@ -16,7 +19,7 @@ impl Nonces for Fixed {
 #[tokio::test]
 async fn local_mode_asks_the_stand_in_when_the_shared_store_is_down() {
     let f = Fallback::new(Fixed(None), Fixed(Some(true)), RedisFailure::Local);
-    assert!(f.insert_once("c", "n", 0, 1).await.unwrap());
+    assert!(f.insert_once("c", "n", 0, 1).await.unwrap().fresh);
 }
 
 #[tokio::test]
@@ -185,5 +188,5 @@ async fn in_local_mode_a_limit_redis_refuses_is_spent_locally_too() {
 #[tokio::test]
 async fn a_shared_answer_is_used_whatever_the_mode() {
     let f = Fallback::new(Fixed(Some(false)), Fixed(Some(true)), RedisFailure::Local);
-    assert!(!f.insert_once("c", "n", 0, 1).await.unwrap());
+    assert!(!f.insert_once("c", "n", 0, 1).await.unwrap().fresh);
 }

@@ -33,7 +33,7 @@ use crate::error::Outage;
 use bcrypt::BasicVerifier;
 use fallback::Fallback;
 use limits::{LocalLimits, RedisLimits};
-use nonces::{NonceStore, RedisNonces};
+use nonces::{HandedOver, Handover, NonceStore, RedisNonces, Side};
 use redis::Redis;
 
 /// A store's answer, later.
@@ -64,15 +64,27 @@ pub trait Limits: Send + Sync {
 
 /// HMAC nonces, each accepted once while its signature could be fresh.
 pub trait Nonces: Send + Sync {
-    /// Remembers (client, nonce) until the Unix second `until`; `false`
-    /// when it was already remembered: a replay.
+    /// Remembers (client, nonce) until the Unix second `until`, and says
+    /// whether it was new and since when the store remembers.
     fn insert_once<'a>(
         &'a self,
         client: &'a str,
         nonce: &'a str,
         now: i64,
         until: i64,
-    ) -> Answer<'a, bool>;
+    ) -> Answer<'a, NonceCheck>;
+}
+
+/// A nonce store's answer for one nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonceCheck {
+    /// Not remembered before (and remembered now); `false` is a replay.
+    pub fresh: bool,
+    /// The Unix second the store's memory began: what was accepted while
+    /// the clock read this second or earlier may be forgotten (a restart
+    /// of an in-process store, Redis losing its data), so a signature that
+    /// could have been accepted by then is refused (`decide`).
+    pub began: i64,
 }
 
 pub type KeyLookup<'a> = Answer<'a, Option<KeyRecord>>;
@@ -110,23 +122,30 @@ pub const NONCE_CAPACITY: usize = 1_000_000;
 pub const FAILURES_CAPACITY: usize = 100_000;
 
 impl State {
-    /// DB-less, no Redis: every store in process.
-    pub fn in_process(bcrypt: BasicVerifier, limiter: LocalLimiter) -> State {
+    /// DB-less, no Redis: every store in process, their memory beginning
+    /// at `started` (Unix seconds, the injected clock).
+    pub fn in_process(bcrypt: BasicVerifier, limiter: LocalLimiter, started: i64) -> State {
         State {
             limits: Box::new(LocalLimits::new(limiter)),
             failures: Box::new(LocalLimits::new(LocalLimiter::new(FAILURES_CAPACITY))),
-            nonces: Box::new(NonceStore::new(NONCE_CAPACITY)),
+            nonces: Box::new(NonceStore::new(NONCE_CAPACITY, started)),
             bcrypt,
             managed: None,
         }
     }
 
     /// Limits, nonces and failure counts in Redis, shared with the other
-    /// replicas; the in-process stores are the fallback, as `redis`'s
-    /// failure mode says.
-    pub fn shared(redis: Arc<Redis>, bcrypt: BasicVerifier, limiter: LocalLimiter) -> State {
+    /// replicas; the in-process stores (begun at `started`) are the
+    /// fallback, as `redis`'s failure mode says.
+    pub fn shared(
+        redis: Arc<Redis>,
+        bcrypt: BasicVerifier,
+        limiter: LocalLimiter,
+        started: i64,
+    ) -> State {
         let mode = redis.failure_mode();
         let replicas = redis.replicas();
+        let handover = Arc::new(Handover::default());
         State {
             limits: Box::new(Fallback::new(
                 RedisLimits::new(redis.clone()),
@@ -139,8 +158,12 @@ impl State {
                 RedisFailure::Local,
             )),
             nonces: Box::new(Fallback::new(
-                RedisNonces::new(redis),
-                NonceStore::new(NONCE_CAPACITY),
+                HandedOver::new(RedisNonces::new(redis), Side::Shared, handover.clone()),
+                HandedOver::new(
+                    NonceStore::new(NONCE_CAPACITY, started),
+                    Side::Local,
+                    handover,
+                ),
                 mode,
             )),
             bcrypt,

@@ -1,14 +1,21 @@
 //! The two HMAC nonce stores behind `Nonces`: in process (each (client,
 //! nonce) accepted once while its signature could still be fresh; shared by
 //! all workers; bounded in memory) and in Redis, shared by the replicas.
+//!
+//! Each also says when its memory began ([`NonceCheck::began`]): the
+//! in-process store at the start of the process (a restart forgets every
+//! nonce); Redis at the second recorded in its epoch marker, a key beside
+//! the nonces that is lost when they are (see `Redis::insert_nonce_once`).
+//! What to refuse because of it is decided in `decide::verify::hmac`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Dependency, Outage};
 
 use super::redis::{Redis, Unavailable};
-use super::{Answer, Nonces};
+use super::{Answer, NonceCheck, Nonces};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum NonceOutcome {
@@ -24,13 +31,16 @@ type Seen = HashMap<(Box<str>, Box<str>), i64>;
 pub struct NonceStore {
     seen: Mutex<Seen>,
     capacity: usize,
+    /// The Unix second this store was created: the process's start.
+    began: i64,
 }
 
 impl NonceStore {
-    pub fn new(capacity: usize) -> NonceStore {
+    pub fn new(capacity: usize, began: i64) -> NonceStore {
         NonceStore {
             seen: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+            began,
         }
     }
 
@@ -67,10 +77,14 @@ impl Nonces for NonceStore {
         nonce: &'a str,
         now: i64,
         until: i64,
-    ) -> Answer<'a, bool> {
+    ) -> Answer<'a, NonceCheck> {
+        let began = self.began;
         let answer = match NonceStore::insert_once(self, client, nonce, now, until) {
-            NonceOutcome::Fresh => Ok(true),
-            NonceOutcome::Replayed => Ok(false),
+            NonceOutcome::Fresh => Ok(NonceCheck { fresh: true, began }),
+            NonceOutcome::Replayed => Ok(NonceCheck {
+                fresh: false,
+                began,
+            }),
             NonceOutcome::Full => Err(Outage::of(Dependency::NonceStore)),
         };
         Box::pin(std::future::ready(answer))
@@ -93,12 +107,74 @@ impl Nonces for RedisNonces {
         nonce: &'a str,
         now: i64,
         until: i64,
-    ) -> Answer<'a, bool> {
+    ) -> Answer<'a, NonceCheck> {
         Box::pin(async move {
-            self.0
-                .insert_nonce_once(client, nonce, redis_nonce_ttl(now, until))
+            let (fresh, began) = self
+                .0
+                .insert_nonce_once(client, nonce, redis_nonce_ttl(now, until), now)
                 .await
-                .map_err(|Unavailable| Outage::of(Dependency::Redis))
+                .map_err(|Unavailable| Outage::of(Dependency::Redis))?;
+            Ok(NonceCheck { fresh, began })
+        })
+    }
+}
+
+/// What one replica's two nonce stores know of each other under
+/// `GATEKEEPER_REDIS_FAILURE=local`: the last second each answered. The
+/// in-process stand-in never saw what Redis accepted, nor Redis what the
+/// stand-in accepted during an outage, so each store's memory, as far as
+/// this replica can tell, begins no earlier than the other's last answer.
+/// (Other replicas' acceptances stay unknown: README, "Redis".)
+#[derive(Default)]
+pub struct Handover {
+    shared: AtomicI64,
+    local: AtomicI64,
+}
+
+/// Which of a [`Handover`]'s stores a [`HandedOver`] is.
+#[derive(Clone, Copy)]
+pub enum Side {
+    Shared,
+    Local,
+}
+
+/// A nonce store whose memory begins no earlier than the other side's last
+/// answer (see [`Handover`]).
+pub struct HandedOver<N> {
+    store: N,
+    side: Side,
+    handover: Arc<Handover>,
+}
+
+impl<N> HandedOver<N> {
+    pub fn new(store: N, side: Side, handover: Arc<Handover>) -> HandedOver<N> {
+        HandedOver {
+            store,
+            side,
+            handover,
+        }
+    }
+}
+
+impl<N: Nonces> Nonces for HandedOver<N> {
+    fn insert_once<'a>(
+        &'a self,
+        client: &'a str,
+        nonce: &'a str,
+        now: i64,
+        until: i64,
+    ) -> Answer<'a, NonceCheck> {
+        Box::pin(async move {
+            let (mine, other) = match self.side {
+                Side::Shared => (&self.handover.shared, &self.handover.local),
+                Side::Local => (&self.handover.local, &self.handover.shared),
+            };
+            let check = self.store.insert_once(client, nonce, now, until).await?;
+            mine.fetch_max(now, Ordering::Relaxed);
+            Ok(NonceCheck {
+                fresh: check.fresh,
+                began: check.began.max(other.load(Ordering::Relaxed)),
+            })
         })
     }
 }
@@ -122,16 +198,70 @@ mod tests {
 
     #[test]
     fn a_nonce_is_accepted_once_per_client_until_it_expires() {
-        let s = NonceStore::new(10);
+        let s = NonceStore::new(10, 0);
         assert_eq!(s.insert_once("a", "n", 100, 700), NonceOutcome::Fresh);
         assert_eq!(s.insert_once("a", "n", 200, 800), NonceOutcome::Replayed);
         assert_eq!(s.insert_once("b", "n", 200, 800), NonceOutcome::Fresh);
         assert_eq!(s.insert_once("a", "n", 701, 1301), NonceOutcome::Fresh);
     }
 
+    #[tokio::test]
+    async fn the_store_says_its_memory_began_when_it_was_created() {
+        let s = NonceStore::new(10, 1_000);
+        let first = Nonces::insert_once(&s, "a", "n", 1_010, 1_310)
+            .await
+            .unwrap();
+        let again = Nonces::insert_once(&s, "a", "n", 1_011, 1_310)
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            NonceCheck {
+                fresh: true,
+                began: 1_000
+            }
+        );
+        assert_eq!(
+            again,
+            NonceCheck {
+                fresh: false,
+                began: 1_000
+            }
+        );
+    }
+
+    /// Redis answers at 100, is down at 103 (the stand-in answers), is back
+    /// at 110: each side's memory begins at the other's last answer.
+    #[tokio::test]
+    async fn each_side_of_a_fallback_begins_where_the_other_last_answered() {
+        let handover = Arc::new(Handover::default());
+        let shared = HandedOver::new(NonceStore::new(10, 0), Side::Shared, handover.clone());
+        let local = HandedOver::new(NonceStore::new(10, 50), Side::Local, handover);
+        assert_eq!(
+            shared.insert_once("a", "1", 100, 400).await.unwrap().began,
+            0
+        );
+        assert_eq!(
+            local.insert_once("a", "2", 103, 400).await.unwrap().began,
+            100
+        );
+        assert_eq!(
+            local.insert_once("a", "3", 104, 400).await.unwrap().began,
+            100
+        );
+        let back = shared.insert_once("a", "4", 110, 400).await.unwrap();
+        assert_eq!(
+            back,
+            NonceCheck {
+                fresh: true,
+                began: 104
+            }
+        );
+    }
+
     #[test]
     fn a_full_store_refuses_rather_than_forgets() {
-        let s = NonceStore::new(2);
+        let s = NonceStore::new(2, 0);
         assert_eq!(s.insert_once("a", "1", 0, 100), NonceOutcome::Fresh);
         assert_eq!(s.insert_once("a", "2", 0, 100), NonceOutcome::Fresh);
         assert_eq!(s.insert_once("a", "3", 0, 100), NonceOutcome::Full);

@@ -90,6 +90,7 @@ pub fn spawn_app_with(toml: &str, env: &[(&str, &str)], clock: Arc<dyn Clock>) -
     let app = runtime
         .block_on(async { App::build(config, deps) })
         .unwrap_or_else(|e| panic!("App::build: {e:#}"));
+    super::note_started();
     let authz_addr = app.authz_addr.parse().expect("a TCP /authz address");
     let admin_addr = app.admin_addr;
     let (stop, stopped) = oneshot::channel::<()>();

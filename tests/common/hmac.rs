@@ -2,7 +2,8 @@
 //! a policy with an hmac-only route, and `gatekeeper sign` as a client runs it.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The shared secret of `ops`, given to gatekeeper as `OPS_SECRET`.
 pub const OPS_SECRET: &str = "ops-shared-secret";
@@ -29,7 +30,41 @@ route = "admin"
 methods = ["GET", "POST"]
 "#;
 
+/// The current Unix second, once it is later than the second every
+/// gatekeeper this binary started was up by ([`super::LATEST_START`]): an
+/// in-process nonce store refuses timestamps up to the second its memory
+/// began (with `GATEKEEPER_HMAC_MAX_AHEAD=0s`, as the tests run), so a
+/// request signed now is one a freshly started gatekeeper accepts. Waits
+/// under a second.
 pub fn now() -> i64 {
+    loop {
+        let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let secs = elapsed.as_secs() as i64;
+        if secs > super::LATEST_START.load(Ordering::SeqCst) {
+            return secs;
+        }
+        let to_next = Duration::from_nanos(1_000_000_000 - u64::from(elapsed.subsec_nanos()));
+        std::thread::sleep(to_next + Duration::from_millis(5));
+    }
+}
+
+/// [`now`], once it is also later than the epoch marker a Redis that had
+/// none records when a gatekeeper starts on it (its start second + 1):
+/// for a Redis the test did not prepare (a cluster's buckets). Waits under
+/// two seconds.
+#[allow(dead_code)]
+pub fn now_after_redis_epoch() -> i64 {
+    loop {
+        let secs = now();
+        if secs > super::LATEST_START.load(Ordering::SeqCst) + 1 {
+            return secs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The current Unix second, without waiting.
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

@@ -23,6 +23,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,19 @@ const BASE_ENV: &[(&str, &str)] = &[
     ("GATEKEEPER_LOG_FORMAT", "json"),
     ("GATEKEEPER_WORKERS", "1"),
     ("GATEKEEPER_RELOAD_INTERVAL", "200ms"),
+    // HMAC is refused for this long (plus the rest of the start second)
+    // after a start without Redis: no test waits 5 s (`hmac::now`).
+    ("GATEKEEPER_HMAC_MAX_AHEAD", "0s"),
 ];
+
+/// The latest Unix second by which a gatekeeper this binary started (in
+/// process or as a process) was up: its nonce memory began no later.
+pub static LATEST_START: AtomicI64 = AtomicI64::new(0);
+
+/// Notes that a gatekeeper is up now (see [`LATEST_START`]).
+pub fn note_started() {
+    LATEST_START.fetch_max(hmac::unix_now(), Ordering::SeqCst);
+}
 
 /// A running `gatekeeper serve`, killed on drop.
 pub struct Gatekeeper {
@@ -86,6 +99,7 @@ impl Gatekeeper {
         drain(child.stdout.take().expect("stdout"), logs.clone());
         drain(child.stderr.take().expect("stderr"), logs.clone());
         let (authz_addr, admin_addr) = wait_for_listening(&mut child, &logs);
+        note_started();
         Gatekeeper {
             child,
             dir,

@@ -7,6 +7,10 @@
 //! - `black_hole`: the server hangs. Connections, open and new, stay open
 //!   and whatever the client sends is read and thrown away, but nothing ever
 //!   comes back — only a timeout gets the client out.
+//! - `lose_replies`: the answers are lost. What the client sends still
+//!   reaches the server, on open connections and new ones, but nothing the
+//!   server answers reaches the client (a reply lost after a COMMIT); a
+//!   `cut` then breaks the connections.
 //! - `restore`: new connections are forwarded again. Connections opened or
 //!   stalled during an outage are closed (what they sent is lost, so they
 //!   could not be resumed).
@@ -32,6 +36,7 @@ enum State {
     Up,
     Cut,
     BlackHole,
+    LoseReplies,
 }
 
 pub struct Proxy {
@@ -92,6 +97,11 @@ impl Proxy {
         }
     }
 
+    /// Returns at once: the connections keep forwarding one way.
+    pub fn lose_replies(&self) {
+        self.state.send_replace(State::LoseReplies);
+    }
+
     pub fn restore(&self) {
         self.state.send_replace(State::Up);
     }
@@ -146,16 +156,23 @@ async fn serve(
     match now {
         State::Cut => return, // dropped: closed at once
         State::BlackHole => return swallow(client, state).await,
-        State::Up => {}
+        State::Up | State::LoseReplies => {}
     }
     let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(upstream));
     let Ok(Ok(mut server)) = connect.await else {
         return;
     };
     let _ = server.set_nodelay(true);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
-        _ = state.wait_for(|s| *s != State::Up) => {}
+    let broken = |s: &State| matches!(s, State::Cut | State::BlackHole);
+    {
+        let (mut from_client, mut to_client) = client.split();
+        let (mut from_server, mut to_server) = server.split();
+        let replies = forward(&mut from_server, &mut to_client, state.clone(), true);
+        tokio::select! {
+            _ = forward(&mut from_client, &mut to_server, state.clone(), false) => return,
+            _ = replies => return,
+            _ = state.wait_for(broken) => {}
+        }
     }
     drop(server);
     let now = *state.borrow();
@@ -166,6 +183,30 @@ async fn serve(
         // Closed before it stops counting: `cut` returns after this.
         drop(client);
         drop(forwarding);
+    }
+}
+
+/// Copies `from` to `to` chunk by chunk until either end closes; a chunk
+/// of `replies` read while the state is `LoseReplies` is thrown away.
+async fn forward(
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
+    state: watch::Receiver<State>,
+    replies: bool,
+) {
+    use tokio::io::AsyncWriteExt;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if replies && *state.borrow() == State::LoseReplies {
+            continue;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 

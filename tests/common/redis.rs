@@ -40,14 +40,34 @@ impl TestRedis {
         TestRedis::in_db(0)
     }
 
-    /// A fresh prefix in logical database `db`.
+    /// A fresh prefix in logical database `db`, whose nonce memory began
+    /// a minute ago (its epoch marker, README "Redis"): signatures made
+    /// now are judged as by a Redis that kept its data.
     pub fn in_db(db: u8) -> TestRedis {
         let mut bytes = [0u8; 8];
         getrandom::getrandom(&mut bytes).expect("random bytes");
-        TestRedis {
+        let slice = TestRedis {
             prefix: format!("gktest:{}:", hex::encode(bytes)),
             db,
-        }
+        };
+        slice.set_nonce_epoch(super::hmac::unix_now() - 60);
+        slice
+    }
+
+    /// Records that this slice's nonce memory began at Unix second `at`,
+    /// and that the server has the nonce script (else gatekeeper's first
+    /// call would begin a new epoch, as after a Redis restart).
+    pub fn set_nonce_epoch(&self, at: i64) {
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(gatekeeper::state::redis::NONCE_SCRIPT)
+            .query(&mut self.connect())
+            .expect("SCRIPT LOAD");
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}nonce-epoch", self.prefix))
+            .arg(at)
+            .query(&mut self.connect())
+            .expect("SET the nonce epoch");
     }
 
     /// `GATEKEEPER_REDIS_URL` for gatekeeper: this database on the server.

@@ -108,6 +108,7 @@ fn fixture() -> &'static Fixture {
             State::in_process(
                 BasicVerifier::new(Duration::from_secs(60), 16),
                 LocalLimiter::new(1024),
+                0,
             ),
             Arc::new(SystemClock::default()),
             Settings {

@@ -1,6 +1,13 @@
 //! HMAC signatures (DESIGN §11), in this order: body → timestamp window →
 //! secret and signature → replay. A nonce is remembered only after a valid
 //! signature, so a forger cannot burn a client's nonces.
+//!
+//! Replay also covers what the nonce store may have forgotten: a store
+//! whose memory began at second `began` (a restart without Redis, Redis
+//! after losing its data) cannot tell whether a signature fresh by then was
+//! already accepted, so one whose timestamp is at most `began + ahead` is
+//! refused as `stale_signature` — the client signs again with the current
+//! time, which works once the clock is past that (`core::signature::Window`).
 
 use std::sync::Arc;
 
@@ -9,22 +16,22 @@ use crate::core::credential::HmacParams;
 use crate::core::decision::Reason;
 use crate::core::policy::{Policy, Verified};
 use crate::core::request::{AuthRequest, Body};
-use crate::core::signature;
+use crate::core::signature::{self, Window};
 use crate::state::Nonces;
 
 use super::{checked, Stop, Verifier};
 
 pub struct Hmac {
     nonces: Box<dyn Nonces>,
-    window_secs: u64,
+    window: Window,
     clock: Arc<dyn Clock>,
 }
 
 impl Hmac {
-    pub fn new(nonces: Box<dyn Nonces>, window_secs: u64, clock: Arc<dyn Clock>) -> Hmac {
+    pub fn new(nonces: Box<dyn Nonces>, window: Window, clock: Arc<dyn Clock>) -> Hmac {
         Hmac {
             nonces,
-            window_secs,
+            window,
             clock,
         }
     }
@@ -45,7 +52,7 @@ impl Verifier for Hmac {
             Body::NotForwarded { announced: false } => b"",
         };
         let now = self.clock.unix_secs();
-        if !signature::within_window(p.timestamp, now, self.window_secs) {
+        if !self.window.admits(p.timestamp, now) {
             return Err(Reason::StaleSignature.into());
         }
         let client = policy
@@ -70,15 +77,17 @@ impl Verifier for Hmac {
             return Err(Reason::InvalidCredentials.into());
         }
         // Remembered until the timestamp can no longer be fresh.
-        let window = i64::try_from(self.window_secs).unwrap_or(i64::MAX);
-        let until = p.timestamp.saturating_add(window);
-        match self
+        let until = self.window.fresh_until(p.timestamp);
+        let seen = self
             .nonces
             .insert_once(&p.client_id, &p.nonce, now, until)
-            .await?
-        {
-            true => Ok(Verified { client, key: None }),
-            false => Err(Reason::ReplayedRequest.into()),
+            .await?;
+        if !seen.fresh {
+            return Err(Reason::ReplayedRequest.into());
         }
+        if self.window.could_predate(p.timestamp, seen.began) {
+            return Err(Reason::StaleSignature.into());
+        }
+        Ok(Verified { client, key: None })
     }
 }

@@ -16,6 +16,7 @@ use crate::core::decision::Reason;
 use crate::core::model::CredentialSet;
 use crate::core::policy::{check_presented, Policy, Verified};
 use crate::core::request::AuthRequest;
+use crate::core::signature::Window;
 use crate::error::Outage;
 use crate::state::bcrypt::BasicVerifier;
 use crate::state::{KeyStore, Nonces};
@@ -75,13 +76,13 @@ impl Verifiers {
         keys: Option<Arc<dyn KeyStore>>,
         bcrypt: BasicVerifier,
         nonces: Box<dyn Nonces>,
-        hmac_window_secs: u64,
+        hmac_window: Window,
         clock: Arc<dyn Clock>,
     ) -> Verifiers {
         Verifiers {
             api_key: ApiKeys::new(keys),
             basic: Basic::new(bcrypt, clock.clone()),
-            hmac: Hmac::new(nonces, hmac_window_secs, clock),
+            hmac: Hmac::new(nonces, hmac_window, clock),
         }
     }
 

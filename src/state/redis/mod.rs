@@ -397,24 +397,84 @@ impl Redis {
 
     /// Accepts (client, nonce) once until `ttl_secs` from now: `SET NX EX`,
     /// atomic across replicas. The key is a digest, so neither the client's
-    /// chosen nonce nor its length reaches Redis as a name.
+    /// chosen nonce nor its length reaches Redis as a name. Also answers
+    /// since when Redis remembers nonces (the epoch marker, see
+    /// [`NONCE_SCRIPT`]), created with `now` when missing — one round trip.
     pub async fn insert_nonce_once(
         &self,
         client: &str,
         nonce: &str,
         ttl_secs: u64,
-    ) -> Result<bool, Unavailable> {
-        let key = self.key(&format!("nonce:{}", name_digest(&[client, nonce])));
+        now: i64,
+    ) -> Result<(bool, i64), Unavailable> {
+        let tag = self.hash_tag(&nonce_bucket(client));
+        let key = self.key(&format!("{tag}nonce:{}", name_digest(&[client, nonce])));
+        let epoch = self.key(&format!("{tag}{NONCE_EPOCH}"));
         self.call("nonce", |mut conn| async move {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(1)
-                .arg("NX")
-                .arg("EX")
-                .arg(ttl_secs.max(1))
-                .query_async(&mut conn)
+            let call = |command: &str, script: &str, mode: &str| {
+                let mut cmd = redis::cmd(command);
+                cmd.arg(script).arg(2).arg(&key).arg(&epoch);
+                cmd.arg(ttl_secs.max(1)).arg(nonce_epoch_for(now)).arg(mode);
+                cmd
+            };
+            let kept = call("EVALSHA", NONCE_SCRIPT_SHA.as_str(), "keep")
+                .query_async::<(i64, i64)>(&mut conn)
+                .await;
+            let (fresh, began) = match kept {
+                // Redis forgot its scripts: it restarted (or failed over,
+                // or was told SCRIPT FLUSH) and may have kept only part of
+                // its data. Begin a new epoch in the call that loads it.
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                    call("EVAL", NONCE_SCRIPT, "reset")
+                        .query_async::<(i64, i64)>(&mut conn)
+                        .await?
+                }
+                other => other?,
+            };
+            Ok((fresh == 1, began))
+        })
+        .await
+    }
+
+    /// Creates the epoch marker unless it exists, and begins a new epoch
+    /// if Redis lacks the nonce script (see [`NONCE_SCRIPT`]), so that a
+    /// first start, or a start after Redis lost its data, begins the
+    /// nonces' memory at once rather than at the first signed request.
+    /// In a cluster every bucket's marker is marked (see [`nonce_bucket`]).
+    pub async fn mark_nonce_epoch(&self, now: i64) -> Result<(), Unavailable> {
+        if !self.is_cluster() {
+            return self.mark_one_nonce_epoch(self.key(NONCE_EPOCH), now).await;
+        }
+        for bucket in 0..NONCE_BUCKETS {
+            let tag = self.hash_tag(&format!("n{bucket}"));
+            self.mark_one_nonce_epoch(self.key(&format!("{tag}{NONCE_EPOCH}")), now)
                 .await?;
-            Ok(set.is_some())
+        }
+        Ok(())
+    }
+
+    async fn mark_one_nonce_epoch(&self, epoch: String, now: i64) -> Result<(), Unavailable> {
+        self.call("nonce_epoch", |mut conn| async move {
+            let call = |command: &str, script: &str, mode: &str| {
+                let mut cmd = redis::cmd(command);
+                cmd.arg(script).arg(1).arg(&epoch);
+                cmd.arg(0).arg(nonce_epoch_for(now)).arg(mode);
+                cmd
+            };
+            let kept = call("EVALSHA", NONCE_SCRIPT_SHA.as_str(), "keep")
+                .query_async::<(i64, i64)>(&mut conn)
+                .await;
+            match kept {
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                    call("EVAL", NONCE_SCRIPT, "reset")
+                        .query_async::<(i64, i64)>(&mut conn)
+                        .await?;
+                }
+                other => {
+                    other?;
+                }
+            }
+            Ok(())
         })
         .await
     }
@@ -429,6 +489,63 @@ pub fn hash_tag(cluster: bool, group: &str) -> String {
         (true, false) => format!("{{{group}}}"),
     }
 }
+
+/// The epoch marker's name under the prefix: the Unix second Redis's
+/// memory of nonces began. No TTL: it lives exactly as long as the keyspace
+/// keeps what it was given (see README, "Redis", on eviction).
+pub const NONCE_EPOCH: &str = "nonce-epoch";
+
+/// In a cluster, a nonce and the epoch marker it is judged by must share a
+/// hash slot (one script call touches both), and a master that loses its
+/// data loses its own markers with its nonces. So clients are spread over
+/// this many buckets, each a hash tag with its own marker, all created at
+/// start-up; one node and Sentinel keep the single untagged marker.
+pub const NONCE_BUCKETS: u32 = 16;
+
+/// The bucket (`n0`…`n15`) of `client`'s nonces; only a cluster tags by it.
+fn nonce_bucket(client: &str) -> String {
+    let digest = Sha256::digest(client.as_bytes());
+    format!("n{}", u32::from(digest[0]) % NONCE_BUCKETS)
+}
+
+/// The second a marker created at `now` records: one later, for replicas
+/// whose clocks run up to a second ahead of the one that writes it (a
+/// nonce they accepted "at" that second must still count as before it).
+fn nonce_epoch_for(now: i64) -> i64 {
+    now.saturating_add(1)
+}
+
+/// KEYS[1]: the nonce, KEYS[2]: the epoch marker (or KEYS[1] the marker
+/// alone, to mark it without a nonce). ARGV[1]: the nonce's TTL in seconds, ARGV[2]: the second to record when the marker is
+/// missing, ARGV[3]: "reset" to record it anyway (unless later). Returns
+/// {1 if the nonce was new else 0, the marker}. A marker that is not an
+/// integer fails the call: no answer, never an allow.
+///
+/// The script is called by its SHA; Redis answering NOSCRIPT means its
+/// script cache is empty, which it is after every restart — including one
+/// that reloaded a snapshot older than the last nonces (RDB), and a
+/// failover to a replica (scripts are not replicated). The same call then
+/// runs the script in full with "reset", loading it and starting a new
+/// epoch at once, so no replica's `EVALSHA` succeeds between the two.
+pub const NONCE_SCRIPT: &str = r#"
+local marker = KEYS[#KEYS]
+local began = redis.call('GET', marker)
+if not began or (ARGV[3] == 'reset' and tonumber(began) and tonumber(began) < tonumber(ARGV[2])) then
+  began = ARGV[2]
+  redis.call('SET', marker, began)
+end
+local n = tonumber(began)
+if not n or n ~= math.floor(n) then
+  return redis.error_reply('bad nonce epoch')
+end
+if #KEYS == 2 and redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return {1, n}
+end
+return {0, n}
+"#;
+
+static NONCE_SCRIPT_SHA: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| redis::Script::new(NONCE_SCRIPT).get_hash().to_owned());
 
 /// Hex SHA-256 of length-prefixed parts: a fixed-size key name for values a
 /// client chose.
