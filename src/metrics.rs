@@ -30,6 +30,7 @@ pub const OUTAGES: &str = "gatekeeper_outages_total";
 pub const REDIS_ERRORS: &str = "gatekeeper_redis_errors_total";
 pub const REDIS_FALLBACKS: &str = "gatekeeper_redis_fallbacks_total";
 pub const REDIS_UP: &str = "gatekeeper_redis_up";
+pub const REDIS_REPLICAS: &str = "gatekeeper_redis_replicas";
 pub const POSTGRES_LISTENER: &str = "gatekeeper_postgres_listener_connected";
 pub const REDIS_POOL_SIZE: &str = "gatekeeper_redis_pool_connections";
 pub const REDIS_POOL_AVAILABLE: &str = "gatekeeper_redis_pool_available";
@@ -137,7 +138,11 @@ fn describe() {
     );
     describe_gauge!(
         REDIS_UP,
-        "1 while Redis answers (the last call or probe got an answer), else 0; absent without Redis."
+        "0 while Redis is marked down (failures with no answer between them for 250 ms), else 1; absent without Redis."
+    );
+    describe_gauge!(
+        REDIS_REPLICAS,
+        "Replicas last known to share Redis (announced every second); in an outage each enforces its share of a limit."
     );
     describe_gauge!(
         POSTGRES_LISTENER,

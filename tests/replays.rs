@@ -351,7 +351,11 @@ fn the_local_stand_in_and_a_returning_redis_refuse_each_others_requests() {
     server.stop();
     let got = outcomes(&gk, &via_redis);
     assert!(all_refused_as(&got, "stale_signature"), "{got:?}");
-    assert_eq!(gk.readyz()["redis"], "degraded");
+    // Marked down once failures have gone on for 250 ms, not at the first.
+    let down = poll_until(Duration::from_secs(5), || {
+        gk.readyz()["redis"] == "degraded"
+    });
+    assert!(down, "readyz: {}", gk.readyz());
     clock.set(T0 + 16);
     let via_local = signed(T0 + 16, "via-local");
     assert_eq!(gk.send(&via_local).status, 200);

@@ -44,6 +44,19 @@
 //!
 //! [`LocalLimiter::peek`] judges the same way and stores nothing.
 //!
+//! # Shares
+//!
+//! When `n` replicas each enforce a limit alone (a Redis outage in `local`
+//! mode), each enforces its share ([`Gcra::share`]): every request it
+//! admits costs `n` emission intervals (`T' = n × T`), and the tolerance
+//! holds `ceil(burst / n)` of them (`tau' = ceil(burst / n) × T'`). So each
+//! replica admits `ceil(burst / n)` back to back from full — rounded up, so
+//! a limit of 1 still admits something on every replica — then `count / n`
+//! per window: the fleet admits at most `burst + n - 1` at once and the
+//! limit's rate after. A share's TAT is still a time, stored under the
+//! whole limit: when `n` changes, what a replica admitted still counts
+//! (at the new cost) instead of its bucket starting from full.
+//!
 //! # Memory bound
 //!
 //! At most `max_entries` keys are stored. When a call could cross the bound,
@@ -187,6 +200,22 @@ impl Gcra {
         self.tolerance
     }
 
+    /// One replica's share when `replicas` replicas each enforce this limit
+    /// alone (see "Shares" in the module docs); 0 or 1: the limit itself.
+    pub fn share(&self, replicas: u32) -> Gcra {
+        if replicas <= 1 {
+            return *self;
+        }
+        let n = u64::from(replicas);
+        let interval = self.interval.saturating_mul(n);
+        let burst = (self.tolerance / self.interval).div_ceil(n).max(1);
+        Gcra {
+            count: self.count.div_ceil(replicas).max(1),
+            interval,
+            tolerance: interval.saturating_mul(burst),
+        }
+    }
+
     /// Judges a request at `now` against the stored TAT (`None`: full), and
     /// says the TAT to store if it is admitted.
     fn judge(&self, tat: Option<u64>, now: u64) -> (Verdict, u64) {
@@ -255,6 +284,17 @@ impl LocalLimiter {
         charges: &[Charge<'_>],
         now_nanos: u64,
     ) -> Result<Option<RateInfo>, RateDenied> {
+        self.check_and_charge_share(charges, 1, now_nanos)
+    }
+
+    /// `check_and_charge` against this replica's share of each limit, one
+    /// of `replicas` (see "Shares").
+    pub fn check_and_charge_share(
+        &self,
+        charges: &[Charge<'_>],
+        replicas: u32,
+        now_nanos: u64,
+    ) -> Result<Option<RateInfo>, RateDenied> {
         if charges.is_empty() {
             return Ok(None);
         }
@@ -262,21 +302,50 @@ impl LocalLimiter {
         if entries.len().saturating_add(charges.len()) > self.max_entries {
             make_room(&mut entries, self.max_entries, now_nanos);
         }
-        let verdicts = distinct(charges).map(|c| judge(&entries, c, now_nanos).0);
+        let verdicts = distinct(charges).map(|c| judge(&entries, c, replicas, now_nanos).0);
         let info = combine(verdicts)?;
         for c in distinct(charges) {
-            let (_, tat) = judge(&entries, c, now_nanos);
+            let (_, tat) = judge(&entries, c, replicas, now_nanos);
             store(&mut entries, self.max_entries, c, tat);
         }
         Ok(info)
+    }
+
+    /// Marks each charge's share (one of `replicas`) as spent at `now`: no
+    /// admission until an emission interval has passed. Never forgives:
+    /// a state already further ahead is kept. For a stand-in that learns
+    /// the shared store refused these charges.
+    pub fn exhaust_share(&self, charges: &[Charge<'_>], replicas: u32, now_nanos: u64) {
+        let mut entries = self.lock();
+        if entries.len().saturating_add(charges.len()) > self.max_entries {
+            make_room(&mut entries, self.max_entries, now_nanos);
+        }
+        for c in distinct(charges) {
+            let spent = now_nanos.saturating_add(Gcra::of(&c.limit).share(replicas).tolerance);
+            let tat = entries
+                .get(c.key)
+                .filter(|e| e.limit == c.limit)
+                .map_or(spent, |e| e.tat.max(spent));
+            store(&mut entries, self.max_entries, c, tat);
+        }
     }
 
     /// Whether `check_and_charge` would admit these charges now; stores
     /// nothing. For throttles that charge on another event: "would one more
     /// failure from this address still be admitted?"
     pub fn peek(&self, charges: &[Charge<'_>], now_nanos: u64) -> Result<(), RateDenied> {
+        self.peek_share(charges, 1, now_nanos)
+    }
+
+    /// `peek` against this replica's share of each limit (see "Shares").
+    pub fn peek_share(
+        &self,
+        charges: &[Charge<'_>],
+        replicas: u32,
+        now_nanos: u64,
+    ) -> Result<(), RateDenied> {
         let entries = self.lock();
-        combine(distinct(charges).map(|c| judge(&entries, c, now_nanos).0)).map(|_| ())
+        combine(distinct(charges).map(|c| judge(&entries, c, replicas, now_nanos).0)).map(|_| ())
     }
 
     /// The number of keys stored.
@@ -295,14 +364,19 @@ impl LocalLimiter {
     }
 }
 
-/// One charge judged against its stored state: a TAT computed for another
-/// limit counts as full.
-fn judge(entries: &HashMap<LimitKey, Entry>, charge: &Charge<'_>, now: u64) -> (Verdict, u64) {
+/// One charge judged, as one of `replicas`, against its stored state: a
+/// TAT computed for another limit counts as full.
+fn judge(
+    entries: &HashMap<LimitKey, Entry>,
+    charge: &Charge<'_>,
+    replicas: u32,
+    now: u64,
+) -> (Verdict, u64) {
     let tat = entries
         .get(charge.key)
         .filter(|e| e.limit == charge.limit)
         .map(|e| e.tat);
-    Gcra::of(&charge.limit).judge(tat, now)
+    Gcra::of(&charge.limit).share(replicas).judge(tat, now)
 }
 
 /// Stores a key's new TAT, unless it is new and the map is at its bound.

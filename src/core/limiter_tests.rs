@@ -3,6 +3,7 @@ use super::*;
 use std::time::Duration;
 
 const SEC: u64 = NANOS_PER_SEC;
+const MS: u64 = NANOS_PER_SEC / 1_000;
 
 fn key(name: &str) -> LimitKey {
     LimitKey(name.into())
@@ -388,6 +389,89 @@ fn a_verdict_from_a_stores_debt_and_ahead_matches_the_local_judgement() {
             reset_secs: 36
         })
     );
+}
+
+fn shared(l: &LocalLimiter, lim: Limit, replicas: u32, now: u64) -> bool {
+    let k = key("c");
+    let charges = [Charge {
+        key: &k,
+        limit: lim,
+    }];
+    l.check_and_charge_share(&charges, replicas, now).is_ok()
+}
+
+/// Back-to-back admissions at `now` from the current state.
+fn admitted_at(l: &LocalLimiter, lim: Limit, replicas: u32, now: u64) -> usize {
+    (0..1_000)
+        .take_while(|_| shared(l, lim, replicas, now))
+        .count()
+}
+
+#[test]
+fn a_share_costs_n_intervals_and_holds_the_burst_divided_rounded_up() {
+    let g = Gcra::of(&limit("100/1m")).share(3);
+    assert_eq!(g.interval_nanos(), 3 * 600 * MS);
+    assert_eq!(g.tolerance_nanos(), 34 * 3 * 600 * MS, "ceil(100 / 3) = 34");
+    let l = LocalLimiter::new(10);
+    assert_eq!(admitted_at(&l, limit("100/1m"), 3, 0), 34);
+    assert!(!shared(&l, limit("100/1m"), 3, 1_799 * MS));
+    assert!(
+        shared(&l, limit("100/1m"), 3, 1_800 * MS),
+        "then one per 3 T"
+    );
+}
+
+#[test]
+fn a_share_of_one_replica_or_of_none_known_is_the_limit_itself() {
+    let g = Gcra::of(&limit("7/1s"));
+    assert_eq!(g.share(1), g);
+    assert_eq!(g.share(0), g);
+}
+
+#[test]
+fn a_share_of_a_small_limit_still_admits_something() {
+    let l = LocalLimiter::new(10);
+    assert_eq!(admitted_at(&l, limit("1/1m"), 3, 0), 1);
+}
+
+#[test]
+fn what_a_replica_admitted_still_counts_when_the_replica_count_changes() {
+    let l = LocalLimiter::new(10);
+    assert_eq!(admitted_at(&l, limit("100/1m"), 2, 0), 50);
+    assert_eq!(admitted_at(&l, limit("100/1m"), 3, 0), 0, "not from full");
+    assert_eq!(admitted_at(&l, limit("100/1m"), 1, 0), 0);
+}
+
+#[test]
+fn replicas_each_enforcing_their_share_admit_about_the_limit_together() {
+    // Three replicas, each its own limiter with a third of 100/1m, flooded
+    // for a minute from full: the fleet admits the burst (34 × 3 = 102)
+    // plus a minute's rate of the whole limit.
+    let fleet: Vec<LocalLimiter> = (0..3).map(|_| LocalLimiter::new(10)).collect();
+    let mut admitted = 0;
+    for ms in 0..60_000u64 {
+        for replica in &fleet {
+            admitted += usize::from(shared(replica, limit("100/1m"), 3, ms * MS));
+        }
+    }
+    assert!((200..=202).contains(&admitted), "{admitted}");
+}
+
+#[test]
+fn an_exhausted_share_admits_nothing_until_an_interval_has_passed() {
+    let l = LocalLimiter::new(10);
+    let k = key("c");
+    let charges = [Charge {
+        key: &k,
+        limit: limit("100/1m"),
+    }];
+    l.exhaust_share(&charges, 2, 0);
+    assert!(!shared(&l, limit("100/1m"), 2, 1_199 * MS));
+    assert!(shared(&l, limit("100/1m"), 2, 1_200 * MS), "one per 2 T");
+    // Never forgives: a state further ahead is kept.
+    assert_eq!(admitted_at(&l, limit("100/1m"), 2, 1_200 * MS), 0);
+    l.exhaust_share(&charges, 2, 0);
+    assert!(!shared(&l, limit("100/1m"), 2, 2_399 * MS));
 }
 
 #[test]

@@ -1,6 +1,11 @@
 //! The two rate-limit stores behind `Limits`: the in-process GCRA table
 //! (`core::limiter::LocalLimiter`) and Redis (`redis::batch`, the limiter
 //! script run for many requests per round trip).
+//!
+//! Standing in for Redis, the in-process table enforces this replica's
+//! share of each limit (`core::limiter`, "Shares": the limit divided by the
+//! replicas last known to share Redis, `redis::replicas`), so that N
+//! replicas limiting alone admit about the limit together, not N times it.
 
 use std::sync::Arc;
 
@@ -8,15 +13,32 @@ use crate::core::limiter::{Charge, LocalLimiter, Mode};
 use crate::error::{Dependency, Outage};
 
 use super::redis::batch::Batcher;
+use super::redis::replicas::Replicas;
 use super::redis::{Redis, Unavailable};
 use super::{Answer, Limits, RateVerdict};
 
-/// Limits kept by this process alone.
-pub struct LocalLimits(LocalLimiter);
+/// Limits kept by this process alone: whole, or this replica's share.
+pub struct LocalLimits {
+    limiter: LocalLimiter,
+    /// Set when standing in for Redis: the replicas to share limits with.
+    replicas: Option<Arc<Replicas>>,
+}
 
 impl LocalLimits {
+    /// Each limit whole: this process is the only one enforcing it.
     pub fn new(limiter: LocalLimiter) -> LocalLimits {
-        LocalLimits(limiter)
+        LocalLimits {
+            limiter,
+            replicas: None,
+        }
+    }
+
+    /// Each limit divided among `replicas` (rounded up).
+    pub fn per_replica(limiter: LocalLimiter, replicas: Arc<Replicas>) -> LocalLimits {
+        LocalLimits {
+            limiter,
+            replicas: Some(replicas),
+        }
     }
 }
 
@@ -28,11 +50,20 @@ impl Limits for LocalLimits {
         mode: Mode,
         now_nanos: u64,
     ) -> Answer<'a, RateVerdict> {
+        let n = self.replicas.as_ref().map_or(1, |r| r.count());
         let verdict = match mode {
-            Mode::Charge => self.0.check_and_charge(charges, now_nanos),
-            Mode::Peek => self.0.peek(charges, now_nanos).map(|()| None),
+            Mode::Charge => self.limiter.check_and_charge_share(charges, n, now_nanos),
+            Mode::Peek => self
+                .limiter
+                .peek_share(charges, n, now_nanos)
+                .map(|()| None),
         };
         Box::pin(std::future::ready(Ok(verdict)))
+    }
+
+    fn exhaust(&self, charges: &[Charge<'_>], now_nanos: u64) {
+        let n = self.replicas.as_ref().map_or(1, |r| r.count());
+        self.limiter.exhaust_share(charges, n, now_nanos);
     }
 }
 

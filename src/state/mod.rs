@@ -55,6 +55,11 @@ pub trait Limits: Send + Sync {
         mode: Mode,
         now_nanos: u64,
     ) -> Answer<'a, RateVerdict>;
+
+    /// Marks `charges` as spent at `now_nanos`: a store standing in for
+    /// another learns that the other refused them (`fallback`). Only the
+    /// in-process store keeps anything.
+    fn exhaust(&self, _charges: &[Charge<'_>], _now_nanos: u64) {}
 }
 
 /// HMAC nonces, each accepted once while its signature could be fresh.
@@ -139,16 +144,17 @@ impl State {
         started: i64,
     ) -> State {
         let mode = redis.failure_mode();
+        let replicas = redis.replicas();
         let handover = Arc::new(Handover::default());
         State {
             limits: Box::new(Fallback::new(
                 RedisLimits::new(redis.clone()),
-                LocalLimits::new(limiter),
+                LocalLimits::per_replica(limiter, replicas.clone()),
                 mode,
             )),
             failures: Box::new(Fallback::new(
                 RedisLimits::new(redis.clone()),
-                LocalLimits::new(LocalLimiter::new(FAILURES_CAPACITY)),
+                LocalLimits::per_replica(LocalLimiter::new(FAILURES_CAPACITY), replicas),
                 RedisFailure::Local,
             )),
             nonces: Box::new(Fallback::new(

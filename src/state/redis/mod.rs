@@ -4,10 +4,14 @@
 //!
 //! Every operation goes through `Redis::call`, which bounds it by the
 //! configured timeout (pool wait included) and turns any failure into
-//! `Unavailable`; the caller then applies the failure mode. After a failure
-//! the connection is marked down and later calls fail at once, without
-//! waiting, until the probe (`Redis::watch`) gets an answer again: an
-//! outage costs each request nothing, and recovery needs nobody.
+//! `Unavailable`; the caller then applies the failure mode. A failure alone
+//! does not mark Redis down — one slow answer is not an outage — but
+//! failures that go on with no answer between them do (`health`); then
+//! later calls fail at once, without waiting, until the probe
+//! (`Redis::watch`) gets an answer again: an outage costs each request
+//! nothing, and recovery needs nobody. The probe also announces this
+//! replica (`replicas`), so that in an outage each replica knows its share
+//! of a limit.
 //!
 //! Connections are per thread. A multiplexed connection's I/O runs in a
 //! task on the runtime that opened it; shared by every worker, each call
@@ -23,13 +27,15 @@
 //! hash slot.
 
 pub mod batch;
+pub mod health;
 pub mod key_cache;
 pub mod limiter_script;
+pub mod replicas;
 pub mod topology;
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +49,9 @@ use crate::config::{RedisFailure, RedisSettings};
 use crate::metrics;
 pub use topology::Connection;
 use topology::Pool;
+
+use health::{AfterFailure, Health};
+use replicas::{Replicas, ANNOUNCE_EVERY, ANNOUNCE_TIMEOUT};
 
 /// Identifies each `Redis` handle in the threads' connection lists.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -123,7 +132,9 @@ pub struct Redis {
     prefix: String,
     timeout: Duration,
     failure: RedisFailure,
-    up: AtomicBool,
+    /// Up, suspect or down: see `health`.
+    health: Health,
+    replicas: Arc<Replicas>,
 }
 
 impl Redis {
@@ -145,7 +156,8 @@ impl Redis {
             prefix: settings.prefix.clone(),
             timeout: settings.timeout,
             failure: settings.failure,
-            up: AtomicBool::new(true),
+            health: Health::new(std::time::Instant::now()),
+            replicas: Arc::new(Replicas::new(format!("{}replicas", settings.prefix))),
         })
     }
 
@@ -153,9 +165,15 @@ impl Redis {
         self.failure
     }
 
-    /// Whether the last call (or probe) got an answer.
+    /// Whether Redis is taken to answer: not marked down by a pattern of
+    /// failures (`health`).
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.health.is_up()
+    }
+
+    /// The replicas sharing this Redis, as last announced.
+    pub fn replicas(&self) -> Arc<Replicas> {
+        Arc::clone(&self.replicas)
     }
 
     /// `prefix` + `name`: every key gatekeeper writes starts with the prefix.
@@ -220,7 +238,11 @@ impl Redis {
             Ok(op(conn).await?)
         };
         match tokio::time::timeout_at(deadline, attempt).await {
-            Ok(result) => result,
+            Ok(Ok(answer)) => {
+                self.health.answered();
+                Ok(answer)
+            }
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(AttemptError::TimedOut),
         }
     }
@@ -261,15 +283,33 @@ impl Redis {
     }
 
     fn failed(&self, what: &'static str, error: &AttemptError) -> Unavailable {
-        // The connections may be the broken part: every thread takes a
-        // fresh one on its next call.
-        self.forget_connections();
         ::metrics::counter!(metrics::REDIS_ERRORS, "op" => what).increment(1);
-        if self.up.swap(false, Ordering::Relaxed) {
-            // Errors from the client name hosts and commands, never values.
-            tracing::warn!(op = what, %error, "Redis unavailable; falling back");
+        // Errors from the client name hosts and commands, never values.
+        match self.missed(error) {
+            AfterFailure::MarkedDown => {
+                tracing::warn!(op = what, %error, "Redis unavailable; falling back");
+            }
+            AfterFailure::Suspect => {
+                tracing::debug!(op = what, %error, "Redis missed an answer; not down yet");
+            }
+            AfterFailure::AlreadyDown => {}
         }
         self.fell_back(what)
+    }
+
+    /// Counts a missed answer (`health`) and decides whether the
+    /// connections are the broken part: then every thread takes a fresh one
+    /// on its next call. A connection that only timed out may just be slow:
+    /// it is kept while Redis is merely suspect — replacing every thread's
+    /// at once means a handshake of several round trips each, through the
+    /// same slow path, which then misses the timeout too. Once Redis is
+    /// marked down, and on any other error, they are replaced.
+    fn missed(&self, error: &AttemptError) -> AfterFailure {
+        let after = self.health.failed(std::time::Instant::now());
+        if !matches!(error, AttemptError::TimedOut) || after != AfterFailure::Suspect {
+            self.forget_connections();
+        }
+        after
     }
 
     fn forget_connections(&self) {
@@ -282,32 +322,30 @@ impl Redis {
     }
 
     /// One PING within the timeout, bypassing the down mark.
-    async fn ping(&self) -> bool {
+    async fn ping(&self) -> Result<(), AttemptError> {
         let attempt = async {
-            let mut conn = self.connection().await.ok()?;
-            redis::cmd("PING")
-                .query_async::<String>(&mut conn)
-                .await
-                .ok()
+            let mut conn = self.connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            Ok(())
         };
-        let answered = matches!(
-            tokio::time::timeout(self.timeout, attempt).await,
-            Ok(Some(_))
-        );
-        if !answered {
-            self.forget_connections();
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(AttemptError::TimedOut),
         }
-        answered
     }
 
-    /// Probes until `stop` flips: marks Redis down when it stops answering
-    /// and up again once it answers, and keeps the pool gauges current.
+    /// Probes until `stop` flips: counts a missed answer as a failure
+    /// (`health` marks Redis down on a pattern of them), marks Redis up
+    /// again once it answers, announces this replica every
+    /// `ANNOUNCE_EVERY`, and keeps the pool gauges current. On `stop`,
+    /// withdraws this replica's announcement.
     pub async fn watch(&self, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(PROBE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_announced: Option<Instant> = None;
         loop {
             tokio::select! {
-                _ = stop.changed() => return,
+                _ = stop.changed() => break,
                 _ = tick.tick() => {}
             }
             // Behind Sentinel, connections follow a new master at once.
@@ -315,19 +353,45 @@ impl Redis {
                 self.forget_connections();
             }
             // Asked even while up, so an idle replica notices an outage too.
-            let answered = self.ping().await;
-            let was_up = self.up.swap(answered, Ordering::Relaxed);
-            match (was_up, answered) {
-                (false, true) => tracing::info!("Redis answers again"),
-                (true, false) => tracing::warn!("Redis does not answer; falling back"),
-                _ => {}
+            match self.ping().await {
+                Ok(()) => {
+                    if self.health.probe_answered() {
+                        tracing::info!("Redis answers again");
+                    }
+                    if last_announced.is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY) {
+                        last_announced = Some(Instant::now());
+                        self.announce().await;
+                    }
+                }
+                Err(error) => {
+                    if self.missed(&error) == AfterFailure::MarkedDown {
+                        tracing::warn!(%error, "Redis does not answer; falling back");
+                    }
+                }
             }
-            ::metrics::gauge!(metrics::REDIS_UP).set(if answered { 1.0 } else { 0.0 });
+            let up = self.is_up();
+            ::metrics::gauge!(metrics::REDIS_UP).set(if up { 1.0 } else { 0.0 });
             let status = self.pool.status();
             let open = self.open.load(Ordering::Relaxed);
             ::metrics::gauge!(metrics::REDIS_POOL_SIZE).set(open as f64);
             ::metrics::gauge!(metrics::REDIS_POOL_AVAILABLE).set(status.available as f64);
             ::metrics::gauge!(metrics::REDIS_POOL_WAITING).set(status.waiting as f64);
+        }
+        let replicas = &self.replicas;
+        let _ = self.attempt(|conn| replicas.withdraw(conn)).await;
+    }
+
+    /// Refreshes this replica's entry and the count of live replicas; a
+    /// missed answer leaves the last count (the probe judges health).
+    async fn announce(&self) {
+        let replicas = &self.replicas;
+        let deadline = Instant::now() + ANNOUNCE_TIMEOUT;
+        match self
+            .attempt_until(deadline, |conn| replicas.announce(conn))
+            .await
+        {
+            Ok(count) => ::metrics::gauge!(metrics::REDIS_REPLICAS).set(f64::from(count)),
+            Err(error) => tracing::debug!(%error, "replica announcement unanswered"),
         }
     }
 
